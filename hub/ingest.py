@@ -1,0 +1,114 @@
+"""The MLLP listener's sink: group commit into the message store, then publish ids.
+
+Connections hand messages in concurrently; one writer thread drains whatever is waiting into
+a single transaction, so a commit is shared by every message that arrived while the previous
+one was on its way to disk. Each caller's ACK goes out after its own commit returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+
+from hub import message_store
+from hub.message_store import INBOUND, NewMessage, Stored
+from mllp_listener.sink import Received, StoreOutcome
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, list[int]], None]
+
+
+def new_message(channel: str, received: Received, ack: bytes | None) -> NewMessage:
+    header = received.header
+    rejection = received.rejection
+    return NewMessage(
+        channel=channel,
+        direction=INBOUND,
+        raw=received.raw,
+        message_type=header.message_type if header else None,
+        control_id=header.control_id if header else None,
+        sender=header.sender if header else None,
+        peer=received.peer,
+        ack=ack,
+        rejection=f"{rejection.ack_code} {rejection.error_code}: {rejection.text}"
+        if rejection
+        else None,
+    )
+
+
+class BatchingSink:
+    """``MessageSink`` for the MLLP listener, writing to the message store in batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        publish: Publish | None,
+        *,
+        channel: str = "gmed",
+        max_batch: int = 500,
+    ) -> None:
+        self._engine = engine
+        self._publish = publish
+        self._channel = channel
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[NewMessage, asyncio.Future[Stored]]] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-store")
+        self._bus = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-publish")
+
+    async def store(self, received: Received, ack: bytes | None) -> StoreOutcome:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        await self._queue.put((new_message(self._channel, received, ack), future))
+        stored = await future
+        return StoreOutcome(duplicate_ack=stored.ack if stored.duplicate else None)
+
+    async def _write_loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            messages = [m for m, _ in batch]
+            try:
+                results = await loop.run_in_executor(
+                    self._db, message_store.store_batch, self._engine, messages
+                )
+            except Exception as exc:
+                log.error("message store commit failed for %d messages: %s", len(batch), exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), stored in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(stored)
+            fresh = [s.id for s in results if not s.duplicate and s.status == "received"]
+            if fresh and self._publish is not None:
+                loop.run_in_executor(self._bus, self._publish_quietly, fresh)
+
+    def _publish_quietly(self, ids: list[int]) -> None:
+        # A failed publish loses nothing: the ids stay 'received' in the store and are
+        # re-queued by the stale sweep or on the next start.
+        assert self._publish is not None
+        try:
+            self._publish(INBOUND, ids)
+        except Exception as exc:
+            log.warning(
+                "could not publish %d ids (they stay queued in the store): %s", len(ids), exc
+            )
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+        self._db.shutdown(wait=True)
+        self._bus.shutdown(wait=True)

@@ -1,0 +1,105 @@
+"""The hub's moving parts in one place: store, bus, workers, retry scheduler, replay."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from hub import message_store
+from hub.bus import Bus, BusConsumer, Publisher
+from hub.db import make_engine
+from hub.message_store import INBOUND, OUTBOUND, utcnow
+from hub.outbound import OutboundSender
+from hub.settings import Settings
+from hub.worker import Worker
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=5)
+
+
+class HubRuntime:
+    """Owns the bus connections and worker threads of one process."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.bus = Bus(settings.broker_url)
+        self.publisher: Publisher = self.bus.publisher()
+        self.worker = Worker(
+            self.engine, settings, self.publish, sender=OutboundSender(self.engine, settings)
+        )
+        self._consumers: list[BusConsumer] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    def publish(self, direction: str, ids: list[int]) -> None:
+        self.publisher.publish(direction, ids)
+
+    def requeue_unfinished(self) -> int:
+        """On start: every stored message that is not finished goes back on the bus."""
+        count, after = 0, 0
+        while True:
+            page = message_store.waiting_ids(self.engine, after_id=after)
+            if not page:
+                return count
+            self._publish_pairs(page)
+            count += len(page)
+            after = page[-1][0]
+
+    def replay(self, ids: Iterable[int]) -> list[int]:
+        pairs = message_store.replay(self.engine, ids)
+        self._publish_pairs(pairs)
+        return [i for i, _ in pairs]
+
+    def _publish_pairs(self, pairs: list[tuple[int, str]]) -> None:
+        for direction in (INBOUND, OUTBOUND):
+            ids = [i for i, d in pairs if d == direction]
+            if ids:
+                self.publish(direction, ids)
+
+    def start_workers(self, count: int = 1) -> None:
+        for n in range(count):
+            consumer = self.bus.consumer(self.worker.handle, (INBOUND, OUTBOUND))
+            self._consumers.append(consumer)
+            self._spawn(f"harmony-worker-{n}", consumer.run)
+
+    def start_scheduler(self, interval: float = 1.0) -> None:
+        self._spawn("harmony-scheduler", lambda: self._schedule(interval))
+
+    def _schedule(self, interval: float) -> None:
+        last_sweep = utcnow()
+        while not self._stop.wait(interval):
+            try:
+                self._publish_pairs(message_store.due_retries(self.engine))
+                if utcnow() - last_sweep > STALE_AFTER:
+                    # Ids whose bus message was lost (a broker wiped, a publish that failed).
+                    stale = message_store.waiting_ids(
+                        self.engine, older_than=utcnow() - STALE_AFTER, limit=1000
+                    )
+                    self._publish_pairs(stale)
+                    last_sweep = utcnow()
+            except Exception as exc:
+                log.warning("scheduler pass failed, trying again: %s", exc)
+
+    def _spawn(self, name: str, target: object) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def start(self, workers: int = 1) -> None:
+        self.requeue_unfinished()
+        self.start_workers(workers)
+        self.start_scheduler()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for consumer in self._consumers:
+            consumer.stop()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.publisher.close()

@@ -1,0 +1,115 @@
+"""Run the hub's roles in one asyncio process: API, MLLP listener, workers, demo sender."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from hub.channels import GMED_ACCEPTED_TYPES
+from hub.db import make_engine
+from hub.ingest import BatchingSink
+from hub.runtime import HubRuntime
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hl7v2"
+
+
+def mllp_ssl_context(settings: Settings):  # type: ignore[no-untyped-def]
+    if not settings.mllp_tls_cert:
+        return None
+    from mllp_listener.tls import server_ssl_context
+
+    return server_ssl_context(
+        settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_client_ca
+    )
+
+
+async def serve_all(
+    settings: Settings,
+    *,
+    api: bool,
+    mllp: bool,
+    workers: int,
+    demo: bool = False,
+) -> None:
+    """Start the chosen roles and run until SIGINT/SIGTERM."""
+    engine = make_engine(settings.database_url)
+    if settings.is_development:
+        from hub.migrate import upgrade
+
+        await asyncio.to_thread(upgrade, settings.database_url)
+    runtime = HubRuntime(settings, engine)
+    if workers:
+        await asyncio.to_thread(runtime.start, workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    tasks: list[asyncio.Task[None]] = []
+    server = sink = None
+    if mllp:
+        from mllp_listener.server import MLLPServer
+
+        sink = BatchingSink(engine, runtime.publish)
+        server = MLLPServer(
+            sink,
+            host=settings.mllp_host,
+            port=settings.mllp_port,
+            ssl_context=mllp_ssl_context(settings),
+            max_message_bytes=settings.mllp_max_message_bytes,
+            accepted_types=GMED_ACCEPTED_TYPES,
+            idle_timeout=settings.mllp_idle_timeout_seconds,
+        )
+        await server.start()
+        log.info("MLLP listening on %s:%s", settings.mllp_host, server.port)
+    web = None
+    if api:
+        import uvicorn
+
+        from api.app import create_app
+
+        config = uvicorn.Config(
+            create_app(settings, engine=engine, runtime=runtime),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level.lower(),
+            lifespan="off",
+        )
+        web = uvicorn.Server(config)
+        web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        tasks.append(asyncio.create_task(web.serve()))
+        log.info("API on http://%s:%s", settings.api_host, settings.api_port)
+    if demo and server is not None:
+        tasks.append(asyncio.create_task(_demo(settings.mllp_host, server.port)))
+
+    await stop.wait()
+    log.info("shutting down")
+    if web is not None:
+        web.should_exit = True
+    if server is not None:
+        await server.close()
+    if sink is not None:
+        await sink.close()
+    for task in tasks:
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+    await asyncio.to_thread(runtime.stop)
+
+
+async def _demo(host: str, port: int) -> None:
+    """The GMED sandbox: stream every bundled fixture in, as a real sender would."""
+    from hub.sender import send_files
+
+    files = sorted(DEMO_FIXTURES.glob("*.hl7"))
+    await asyncio.sleep(0.5)
+    try:
+        async for result in send_files(files, host, port):
+            log.info("demo sent %s: %s %s", result.source, result.ack_code, result.ack_text)
+    except OSError as exc:
+        log.error("demo sender could not reach %s:%s: %s", host, port, exc)

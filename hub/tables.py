@@ -1,0 +1,65 @@
+"""The message store and the domain-event outbox: the hub's own tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite so ids autoincrement on both.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+messages = Table(
+    "message",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),  # inbound | outbound
+    Column("dedupe_key", String(512), nullable=True, unique=True),
+    Column("body_sha256", String(64), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("message_type", String(32), nullable=True),
+    Column("control_id", String(199), nullable=True),
+    Column("sender", String(255), nullable=True),
+    Column("peer", String(255), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("ack", LargeBinary, nullable=True),
+    Column("mapping_version", String(64), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_message_status_next", "status", "next_attempt_at"),
+    Index("ix_message_channel_status", "channel", "status"),
+    Index("ix_message_received", "received_at"),
+    Index("ix_message_control_id", "control_id"),
+)
+
+domain_events = Table(
+    "domain_event",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event", String(64), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source_system", String(64), nullable=True),
+    Column("message_id", BigInteger, nullable=True),
+    Column("detail", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_domain_event_created", "created_at"),
+)
