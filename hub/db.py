@@ -18,6 +18,8 @@ def all_metadata() -> list[MetaData]:
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINTs; we issue BEGIN ourselves (below).
+    dbapi_connection.isolation_level = None
     # WAL lets readers run beside the single writer; NORMAL is durable across process crashes
     # (a power cut may lose the last commits, which the sender then resends un-ACKed).
     cursor = dbapi_connection.cursor()
@@ -28,12 +30,20 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_immediate(conn: Any) -> None:
+    # Take the write lock up front: a deferred transaction that reads and then writes fails
+    # at once with "database is locked" when another writer got there first, while an
+    # IMMEDIATE one simply waits its turn (busy_timeout).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with the per-dialect settings Harmony relies on."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)

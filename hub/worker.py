@@ -23,6 +23,7 @@ from hub.message_store import INBOUND, OUTBOUND
 from hub.outbound import OutboundSender, route_changes
 from hub.settings import Settings
 from mappings.model import UnmappedCode
+from mappings.cache import MappingCache
 from mappings.store import MappingStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        self.mapping_cache = MappingCache()
 
     def handle(self, direction: str, ids: list[int]) -> None:
         """Bus callback: every id is handled on its own, so one bad message blocks nothing."""
@@ -80,7 +82,7 @@ class Worker:
                 return None
             channel = inbound_channel(row.channel)
             mappings = MappingStore(session)
-            mapping = mappings.active(channel.source)
+            mapping = self.mapping_cache.active(mappings, channel.source)
             bundle = channel.normalize(row.raw, mapping, self.settings.default_timezone)
             provenance = Provenance(
                 source_system=channel.source,

@@ -8,9 +8,10 @@ activate the new version, replay).
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from canonical.errors import RejectedInput
 
@@ -38,6 +39,9 @@ def _check_status(value: str) -> str:
             f"(one of {', '.join(sorted(APPOINTMENT_STATUSES))})"
         )
     return value
+
+
+AppointmentStatus = Annotated[str, AfterValidator(_check_status)]
 
 
 class UnmappedCode(RejectedInput):
@@ -75,13 +79,8 @@ class TriggerRule(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event: str
-    status: str | None = None
+    status: AppointmentStatus | None = None
     """None: the status comes from the source's filler status code (SCH-25) mapping."""
-
-    @field_validator("status")
-    @classmethod
-    def _known_status(cls, value: str | None) -> str | None:
-        return None if value is None else _check_status(value)
 
 
 class MappingContent(BaseModel):
@@ -91,7 +90,7 @@ class MappingContent(BaseModel):
 
     timezone: str | None = None
     trigger_events: dict[str, TriggerRule] = Field(default_factory=dict)
-    status: dict[str, str] = Field(default_factory=dict)
+    status: dict[str, AppointmentStatus] = Field(default_factory=dict)
     appointment_types: dict[str, Coding] = Field(default_factory=dict)
     providers: dict[str, Crosswalk] = Field(default_factory=dict)
     locations: dict[str, Crosswalk] = Field(default_factory=dict)
@@ -122,7 +121,6 @@ class MappingContent(BaseModel):
         # Keys match case-insensitively, so two spellings must not disagree.
         seen: dict[str, tuple[str, str]] = {}
         for key, status in value.items():
-            _check_status(status)
             folded = key.strip().casefold()
             if not folded:
                 raise ValueError("empty status code key")
