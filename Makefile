@@ -17,7 +17,7 @@ test: $(VENV_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV_STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .

@@ -1,0 +1,41 @@
+"""The app factory: one Settings object in, a FastAPI app out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from api import fhir, mappings, messages
+from api.deps import NotAuthenticated
+from hub.db import make_engine, session_factory
+from hub.settings import Settings
+
+
+def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = None) -> FastAPI:
+    """Build the API; ``runtime`` is the hub runtime used for replays (None: API-only)."""
+    app = FastAPI(title="Harmony", version="0.1.0")
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.sessions = session_factory(app.state.engine)
+    app.state.runtime = runtime
+
+    @app.exception_handler(NotAuthenticated)
+    async def _unauthenticated(request: Request, exc: NotAuthenticated) -> JSONResponse:
+        if request.url.path.startswith("/fhir"):
+            return fhir.operation_outcome_response(401, "login", str(exc))
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    fhir.register_error_handlers(app)
+    app.include_router(fhir.router)
+    app.include_router(messages.router)
+    app.include_router(mappings.router)
+    return app

@@ -1,0 +1,530 @@
+"""The canonical store's write and read side; the caller owns the session and transaction.
+
+Records are keyed by the identifiers sources give them: any known identifier finds the
+stored record, and the record's ``identifier`` array grows into the union of all of them.
+Writes are idempotent (same content, no new version) and ordered by message sequence (a
+message older than the one that last wrote a record does not overwrite it), because parallel
+workers may process messages for one appointment out of order.
+
+Concurrency: each write runs in a SAVEPOINT and is retried when a unique constraint shows
+that another transaction created the same record first. On PostgreSQL the stored row is
+locked with SELECT ... FOR UPDATE; SQLite has one writer at a time, so the write lock is taken
+before anything is read (which also keeps pysqlite's SAVEPOINT inside a real transaction).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from canonical import indexing, model
+from canonical.errors import (
+    IdentifierConflict,
+    InvalidResource,
+    UnresolvedReference,
+    VersionConflict,
+)
+from canonical.records import Identifier, Provenance, SourceBundle, SourceRecord
+from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
+
+MAX_ATTEMPTS = 8
+_CONDITIONAL_MARK = "?identifier="
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    """What one write did; the worker turns these into domain events."""
+
+    resource_type: str
+    id: str
+    version: int
+    created: bool
+    changed: bool
+    stale: bool
+    previous_status: str | None
+    status: str | None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceEntry:
+    """Where one version of a record came from."""
+
+    version: int
+    source_system: str
+    source_id: str | None
+    message_id: int | None
+    message_seq: int | None
+    mapping_version: str | None
+    received_at: datetime
+    original_time_text: str | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_instant(value: datetime) -> str:
+    """FHIR instant text in UTC with millisecond precision."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class CanonicalRepository:
+    """Upserts and reads canonical resources inside the caller's transaction."""
+
+    def __init__(self, session: Session, clock: Callable[[], datetime] = utc_now) -> None:
+        self.session = session
+        self._clock = clock
+        self._is_sqlite = session.get_bind().dialect.name == "sqlite"
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(
+        self, bundle: SourceBundle, provenance: Provenance, message_seq: int | None
+    ) -> list[UpsertResult]:
+        """Upsert every record of a message in order (referenced records come first)."""
+        return [self.upsert(record, provenance, message_seq) for record in bundle.records]
+
+    def upsert(
+        self, record: SourceRecord, provenance: Provenance, message_seq: int | None
+    ) -> UpsertResult:
+        """Create or update the record a source describes, keyed by its identifiers."""
+        if record.resource_type not in model.SUPPORTED_TYPES:
+            raise InvalidResource(f"resource type {record.resource_type!r} is not stored")
+        if not record.identifiers:
+            raise InvalidResource(f"{record.resource_type} record has no source identifier")
+        primary = record.identifiers[0]
+        return self._retrying(
+            lambda: self._upsert_once(record, provenance, message_seq),
+            f"{record.resource_type} {primary.system}|{primary.value}",
+        )
+
+    def save(
+        self,
+        resource_type: str,
+        resource: dict[str, Any],
+        provenance: Provenance,
+        expected_version: int | None = None,
+    ) -> UpsertResult:
+        """Write a resource changed through the API (``id`` present: update or create it).
+
+        ``expected_version`` implements If-Match: VersionConflict when the stored version
+        differs. API writes carry no message sequence, so they are never stale.
+        """
+        if resource_type not in model.SUPPORTED_TYPES:
+            raise InvalidResource(f"resource type {resource_type!r} is not stored")
+        resource_id = resource.get("id")
+        if resource_id is not None and not (
+            isinstance(resource_id, str) and model.is_valid_id(resource_id)
+        ):
+            raise InvalidResource(f"{resource_id!r} is not a valid FHIR id")
+        return self._retrying(
+            lambda: self._save_once(resource_type, resource, provenance, expected_version),
+            f"{resource_type}/{resource_id or '(new)'}",
+        )
+
+    def _retrying(self, attempt: Callable[[], UpsertResult], what: str) -> UpsertResult:
+        self._take_write_lock()
+        last_error: IntegrityError | None = None
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                with self.session.begin_nested():
+                    return attempt()
+            except IntegrityError as exc:  # another transaction created it first: re-read
+                last_error = exc
+        raise RuntimeError(f"could not write {what} after {MAX_ATTEMPTS} attempts") from last_error
+
+    def _take_write_lock(self) -> None:
+        # A no-op UPDATE makes pysqlite BEGIN and SQLite take its write lock (waiting on
+        # busy_timeout) before we read, so no later write can fail on a stale snapshot.
+        if self._is_sqlite:
+            self.session.execute(update(resources).where(resources.c.pk == -1).values(version_id=0))
+
+    def _upsert_once(
+        self, record: SourceRecord, prov: Provenance, message_seq: int | None
+    ) -> UpsertResult:
+        rtype = record.resource_type
+        body = self._resolve_references(copy.deepcopy(record.resource))
+        body.pop("id", None)
+        body.pop("meta", None)
+        body["resourceType"] = rtype
+        known = _identifier_keys(body.get("identifier")) + [
+            (i.system, i.value) for i in record.identifiers
+        ]
+        row = self._find_row(rtype, known)
+        primary = record.identifiers[0]
+        source_id = f"{primary.system}|{primary.value}"
+        if (
+            row is not None
+            and message_seq is not None
+            and row.message_seq is not None
+            and row.message_seq > message_seq
+        ):
+            return _result(rtype, row.id, row.version_id, row.status, row.status, stale=True)
+        stored = row.resource if row is not None else {}
+        body["identifier"] = _merge_identifiers(
+            stored.get("identifier"), body.get("identifier"), record.identifiers
+        )
+        return self._write(
+            rtype,
+            body,
+            row,
+            prov,
+            source_id=source_id,
+            message_seq=message_seq,
+            original_time_text=record.original_time_text,
+            new_id=None,
+        )
+
+    def _save_once(
+        self,
+        rtype: str,
+        resource: dict[str, Any],
+        prov: Provenance,
+        expected_version: int | None,
+    ) -> UpsertResult:
+        body = self._resolve_references(copy.deepcopy(resource))
+        resource_id = body.pop("id", None)
+        body.pop("meta", None)
+        if body.get("resourceType", rtype) != rtype:
+            raise InvalidResource(f"resourceType is {body['resourceType']!r}, expected {rtype!r}")
+        body["resourceType"] = rtype
+        row = self._row_by_id(rtype, resource_id, lock=True) if resource_id else None
+        if row is None:
+            row = self._find_row(rtype, _identifier_keys(body.get("identifier")))
+            if row is not None and resource_id is not None:
+                raise IdentifierConflict(
+                    f"an identifier of {rtype}/{resource_id} already names {rtype}/{row.id}"
+                )
+        current = row.version_id if row is not None else None
+        if expected_version is not None and expected_version != current:
+            raise VersionConflict(
+                f"{rtype}/{resource_id} is at version {current}, not {expected_version}"
+            )
+        return self._write(
+            rtype,
+            body,
+            row,
+            prov,
+            source_id=None,
+            message_seq=None,
+            original_time_text=None,
+            new_id=resource_id,
+        )
+
+    def _write(
+        self,
+        rtype: str,
+        body: dict[str, Any],
+        row: Row[Any] | None,
+        prov: Provenance,
+        *,
+        source_id: str | None,
+        message_seq: int | None,
+        original_time_text: str | None,
+        new_id: str | None,
+    ) -> UpsertResult:
+        digest = model.content_hash(body)
+        if row is not None and row.content_hash == digest:
+            if message_seq is not None and (row.message_seq or 0) < message_seq:
+                self.session.execute(
+                    update(resources)
+                    .where(resources.c.pk == row.pk)
+                    .values(message_seq=message_seq)
+                )
+            return _result(rtype, row.id, row.version_id, row.status, row.status)
+        model.validate(rtype, body)
+        cols = indexing.columns_of(rtype, body)
+        now = self._clock()
+        version = (row.version_id if row is not None else 0) + 1
+        resource_id = row.id if row is not None else (new_id or str(uuid.uuid4()))
+        stored = {
+            "resourceType": rtype,
+            "id": resource_id,
+            "meta": {"versionId": str(version), "lastUpdated": format_instant(now)},
+            **{k: v for k, v in body.items() if k != "resourceType"},
+        }
+        values: dict[str, Any] = {
+            "version_id": version,
+            "last_updated": now,
+            "status": cols.status,
+            "start": cols.start,
+            "end": cols.end,
+            "schedule_id": cols.schedule_id,
+            "source_system": prov.source_system,
+            "content_hash": digest,
+            "resource": stored,
+        }
+        if row is None:
+            values["message_seq"] = message_seq
+            pk = self.session.execute(
+                insert(resources)
+                .values(resource_type=rtype, id=resource_id, **values)
+                .returning(resources.c.pk)
+            ).scalar_one()
+            previous_status = None
+        else:
+            pk = row.pk
+            values["message_seq"] = _max_seq(row.message_seq, message_seq)
+            self.session.execute(
+                update(resources)
+                .where(resources.c.pk == pk, resources.c.version_id == row.version_id)
+                .values(**values)
+            )
+            self.session.execute(delete(search_index).where(search_index.c.resource_pk == pk))
+            previous_status = row.status
+        self._add_identifiers(rtype, pk, _identifier_keys(stored.get("identifier")))
+        entries = indexing.entries_of(rtype, stored)
+        if entries:
+            self.session.execute(
+                insert(search_index),
+                [
+                    {"resource_pk": pk, "resource_type": rtype, **vars_of(entry)}
+                    for entry in entries
+                ],
+            )
+        self.session.execute(
+            insert(resource_versions).values(
+                resource_pk=pk, version_id=version, last_updated=now, resource=stored
+            )
+        )
+        self.session.execute(
+            insert(provenance).values(
+                resource_pk=pk,
+                version_id=version,
+                source_system=prov.source_system,
+                source_id=source_id,
+                message_id=prov.message_id,
+                message_seq=message_seq,
+                mapping_version=prov.mapping_version,
+                received_at=prov.received_at,
+                original_time_text=original_time_text,
+            )
+        )
+        return UpsertResult(
+            resource_type=rtype,
+            id=resource_id,
+            version=version,
+            created=row is None,
+            changed=True,
+            stale=False,
+            previous_status=previous_status,
+            status=cols.status,
+        )
+
+    def _add_identifiers(self, rtype: str, pk: int, keys: list[tuple[str, str]]) -> None:
+        if not keys:
+            return
+        existing = {
+            (r.system, r.value)
+            for r in self.session.execute(
+                select(identifiers.c.system, identifiers.c.value).where(
+                    identifiers.c.resource_pk == pk
+                )
+            )
+        }
+        new = [k for k in dict.fromkeys(keys) if k not in existing]
+        if new:
+            self.session.execute(
+                insert(identifiers),
+                [
+                    {"resource_type": rtype, "system": s, "value": v, "resource_pk": pk}
+                    for s, v in new
+                ],
+            )
+
+    def _find_row(self, rtype: str, keys: list[tuple[str, str]]) -> Row[Any] | None:
+        """The stored record any of ``keys`` names (locked); IdentifierConflict if several."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return None
+        matches = self.session.execute(
+            select(identifiers.c.resource_pk, identifiers.c.system, identifiers.c.value).where(
+                identifiers.c.resource_type == rtype,
+                or_(*(and_(identifiers.c.system == s, identifiers.c.value == v) for s, v in keys)),
+            )
+        ).all()
+        pks = {m.resource_pk for m in matches}
+        if not pks:
+            return None
+        if len(pks) > 1:
+            named = ", ".join(sorted(f"{m.system}|{m.value}" for m in matches))
+            raise IdentifierConflict(
+                f"identifiers {named} name {len(pks)} different {rtype} records; merge them first"
+            )
+        return self._row(resources.c.pk == pks.pop(), lock=True)
+
+    def _row_by_id(self, rtype: str, resource_id: str, lock: bool = False) -> Row[Any] | None:
+        where = and_(resources.c.resource_type == rtype, resources.c.id == resource_id)
+        return self._row(where, lock)
+
+    def _row(self, where: Any, lock: bool) -> Row[Any] | None:
+        query = select(resources).where(where)
+        if lock and not self._is_sqlite:
+            query = query.with_for_update()
+        return self.session.execute(query).first()
+
+    def _resolve_references(self, node: Any) -> Any:
+        """Replace ``Type?identifier=system|value`` references with ``Type/<id>``."""
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str) and _CONDITIONAL_MARK in value:
+                    node[key] = self._resolve(value)
+                else:
+                    self._resolve_references(value)
+        elif isinstance(node, list):
+            for item in node:
+                self._resolve_references(item)
+        return node
+
+    def _resolve(self, conditional: str) -> str:
+        rtype, _, token = conditional.partition(_CONDITIONAL_MARK)
+        system, bar, value = token.partition("|")
+        if not bar:
+            system, value = "", token
+        found = self.find_by_identifier(value, system=system, resource_type=rtype)
+        if not found:
+            raise UnresolvedReference(f"no {rtype} has identifier {system}|{value}")
+        return found[0]
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """The current version with ``id`` and ``meta``; None if there is no such record."""
+        resource: dict[str, Any] | None = self.session.execute(
+            select(resources.c.resource).where(
+                resources.c.resource_type == resource_type, resources.c.id == resource_id
+            )
+        ).scalar_one_or_none()
+        return resource
+
+    def version(self, resource_type: str, resource_id: str, version: int) -> dict[str, Any] | None:
+        """One stored version (vread); None if the record or the version does not exist."""
+        resource: dict[str, Any] | None = self.session.execute(
+            select(resource_versions.c.resource)
+            .join(resources, resources.c.pk == resource_versions.c.resource_pk)
+            .where(
+                resources.c.resource_type == resource_type,
+                resources.c.id == resource_id,
+                resource_versions.c.version_id == version,
+            )
+        ).scalar_one_or_none()
+        return resource
+
+    def history(self, resource_type: str, resource_id: str) -> list[dict[str, Any]]:
+        """Every version, newest first (the FHIR _history order); empty if unknown."""
+        return [
+            r
+            for (r,) in self.session.execute(
+                select(resource_versions.c.resource)
+                .join(resources, resources.c.pk == resource_versions.c.resource_pk)
+                .where(resources.c.resource_type == resource_type, resources.c.id == resource_id)
+                .order_by(resource_versions.c.version_id.desc())
+            )
+        ]
+
+    def provenance_of(self, resource_type: str, resource_id: str) -> list[ProvenanceEntry]:
+        """Where each version came from, oldest first."""
+        rows = self.session.execute(
+            select(provenance)
+            .join(resources, resources.c.pk == provenance.c.resource_pk)
+            .where(resources.c.resource_type == resource_type, resources.c.id == resource_id)
+            .order_by(provenance.c.version_id)
+        )
+        return [
+            ProvenanceEntry(
+                version=r.version_id,
+                source_system=r.source_system,
+                source_id=r.source_id,
+                message_id=r.message_id,
+                message_seq=r.message_seq,
+                mapping_version=r.mapping_version,
+                received_at=_aware(r.received_at),
+                original_time_text=r.original_time_text,
+            )
+            for r in rows
+        ]
+
+    def find_by_identifier(
+        self, value: str, system: str | None = None, resource_type: str | None = None
+    ) -> list[str]:
+        """References (``Type/id``) of the records an identifier names; ``system=None``: any."""
+        query = (
+            select(resources.c.resource_type, resources.c.id)
+            .join(identifiers, identifiers.c.resource_pk == resources.c.pk)
+            .where(identifiers.c.value == value)
+            .distinct()
+        )
+        if system is not None:
+            query = query.where(identifiers.c.system == system)
+        if resource_type is not None:
+            query = query.where(identifiers.c.resource_type == resource_type)
+        return sorted(f"{t}/{i}" for t, i in self.session.execute(query))
+
+    def count(self, resource_type: str) -> int:
+        """How many records of a type are stored."""
+        return int(
+            self.session.execute(
+                select(func.count()).where(resources.c.resource_type == resource_type)
+            ).scalar_one()
+        )
+
+
+def vars_of(entry: indexing.IndexEntry) -> dict[str, str]:
+    return {"param": entry.param, "system": entry.system, "value": entry.value}
+
+
+def _result(
+    rtype: str,
+    resource_id: str,
+    version: int,
+    previous_status: str | None,
+    status: str | None,
+    stale: bool = False,
+) -> UpsertResult:
+    return UpsertResult(rtype, resource_id, version, False, False, stale, previous_status, status)
+
+
+def _identifier_keys(items: Iterable[dict[str, Any]] | None) -> list[tuple[str, str]]:
+    return [(i.get("system") or "", i["value"]) for i in items or [] if i.get("value")]
+
+
+def _merge_identifiers(
+    stored: list[dict[str, Any]] | None,
+    incoming: list[dict[str, Any]] | None,
+    record_identifiers: list[Identifier],
+) -> list[dict[str, Any]]:
+    """The union of identifiers, stored ones first; an incoming entry may refine a stored one."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in stored or []:
+        merged[(item.get("system") or "", item.get("value") or "")] = item
+    for item in incoming or []:
+        merged[(item.get("system") or "", item.get("value") or "")] = item
+    for ident in record_identifiers:
+        entry = {"system": ident.system, "value": ident.value}
+        merged.setdefault((ident.system, ident.value), entry)
+    return list(merged.values())
+
+
+def _max_seq(stored: int | None, given: int | None) -> int | None:
+    if stored is None:
+        return given
+    if given is None:
+        return stored
+    return max(stored, given)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
