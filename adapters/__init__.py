@@ -1,0 +1,1 @@
+"""Source adapters, one package per vendor; each normalizes into canonical records."""

@@ -1,0 +1,1 @@
+"""The athena adapter: client, normalizer, write-back and sandbox (next milestone)."""

@@ -1,0 +1,1 @@
+"""The epic adapter: client, normalizer, write-back and sandbox (next milestone)."""

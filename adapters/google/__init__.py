@@ -1,0 +1,1 @@
+"""The google adapter: client, normalizer, write-back and sandbox (next milestone)."""

@@ -1,0 +1,1 @@
+"""The HTTP API: FHIR R4 endpoints and engine endpoints for clients."""

@@ -1,0 +1,1 @@
+"""Scheduling on canonical records: shifts, rosters, slot ranking, waitlist backfill."""
