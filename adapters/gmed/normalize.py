@@ -1,0 +1,316 @@
+"""GMED SIU and ADT messages to a SourceBundle of canonical FHIR R4 records.
+
+* SIU S12-S26: Patient, Practitioners / Locations / Devices, a Schedule and Slot per actor
+  (busy; free once the appointment is cancelled or entered in error), then the Appointment.
+* ADT triggers the mapping set lists (A04, A08): the Patient. Other ADT triggers, ACKs and
+  other message types raise ``NotSchedulingMessage`` (the hub files them as filtered); an SIU
+  trigger the mapping set lacks raises ``UnmappedCode`` (parked until the mapping is fixed).
+
+Appointment ids: SCH-2 (filler, GMED owns the appointment) first, then SCH-1 (placer); either
+finds the appointment later. Status: the trigger rule's fixed status, else SCH-25 through the
+status table, else the first AIx filler status, else 'booked'. SCH-25 as sent is kept on the
+Appointment in the extension ``urn:harmony:gmed:filler-status`` and the trigger event in
+``urn:harmony:gmed:trigger-event``. Appointment type: SCH-8, else SCH-7, through the
+appointment-type table; an unmapped one is reported in ``bundle.unmapped`` and kept as text.
+Z-segments are read past and not mapped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adapters.gmed.codes import codeable, system
+from adapters.gmed.errors import HL7ParseError, IncompleteMessage, NotSchedulingMessage
+from adapters.gmed.parser import Message, Segment, notes_after, parse_message, siu_resource_groups
+from adapters.gmed.patient import patient_record
+from adapters.gmed.resources import Resources, read_resources
+from adapters.gmed.timing import TimeMemo, Window, appointment_window
+from canonical.errors import InvalidResource
+from canonical.records import Identifier, SourceBundle, SourceRecord, conditional_reference
+from mappings.model import MappingSet
+
+__all__ = [
+    "APPOINTMENT_STATUSES",
+    "FILLER_STATUS_URL",
+    "TRIGGER_EVENT_URL",
+    "normalize",
+    "normalize_bytes",
+]
+
+FILLER_STATUS_URL = "urn:harmony:gmed:filler-status"
+TRIGGER_EVENT_URL = "urn:harmony:gmed:trigger-event"
+APPOINTMENT_STATUSES = frozenset(
+    {
+        "proposed",
+        "pending",
+        "booked",
+        "arrived",
+        "fulfilled",
+        "cancelled",
+        "noshow",
+        "entered-in-error",
+        "checked-in",
+        "waitlist",
+    }
+)
+_TIMELESS_OK = frozenset({"proposed", "cancelled", "waitlist", "entered-in-error"})
+_SLOT_FREE = frozenset({"cancelled", "entered-in-error"})
+_PARTICIPANT_STATUS = {
+    "proposed": "needs-action",
+    "pending": "tentative",
+    "waitlist": "tentative",
+    "cancelled": "declined",
+    "noshow": "declined",
+    "entered-in-error": "declined",
+}
+
+
+def normalize_bytes(raw: bytes, mapping: MappingSet, default_timezone: str) -> SourceBundle:
+    """Parse and normalize one message as received over MLLP."""
+    return normalize(parse_message(raw), mapping, default_timezone)
+
+
+def normalize(message: Message, mapping: MappingSet, default_timezone: str) -> SourceBundle:
+    """The records one GMED message describes, referenced records first."""
+    code, trigger = message.message_code, message.trigger_event
+    if code not in ("SIU", "ADT"):
+        kind = f"{code}^{trigger}" if trigger else code or "(empty MSH-9)"
+        raise NotSchedulingMessage(f"{kind} is not a scheduling or patient message")
+    if not trigger:
+        raise HL7ParseError(f"MSH-9 {code!r} has no trigger event (MSH-9.2)")
+    zone = mapping.zone(default_timezone)
+    if code == "ADT":
+        if trigger not in mapping.content.trigger_events:
+            raise NotSchedulingMessage(
+                f"ADT^{trigger} is not one of the ADT events mapping set {mapping.label} uses"
+            )
+        return _adt(message, mapping.trigger(trigger).event)
+    return _siu(message, mapping, zone, trigger)
+
+
+def _adt(message: Message, event: str) -> SourceBundle:
+    bundle = SourceBundle(event=event)
+    pid = message.segment("PID")
+    if pid is None:
+        raise IncompleteMessage(f"ADT^{message.trigger_event} has no PID segment")
+    record = patient_record(pid, bundle.notes)
+    if record is None:
+        raise IncompleteMessage(f"ADT^{message.trigger_event} PID-3 holds no patient identifier")
+    bundle.records.append(record)
+    return bundle
+
+
+def _appointment_ids(sch: Segment) -> list[Identifier]:
+    ids: list[Identifier] = []
+    for kind, n in (("filler", 2), ("placer", 1)):
+        ei = sch.repetition(n)
+        if value := ei.component(1):
+            ids.append(Identifier(system(kind, ei.component(2) or ei.component(3)), value))
+    if not ids:
+        raise IncompleteMessage(
+            "SCH-1 (placer) and SCH-2 (filler) are both empty: no appointment id"
+        )
+    return ids
+
+
+def _status(rule_status: str | None, sch: Segment, res: Resources, mapping: MappingSet) -> str:
+    if rule_status:
+        status = rule_status
+    else:
+        code = sch.component(25) or (res.filler_statuses[0] if res.filler_statuses else "")
+        status = mapping.status(code) if code else "booked"
+    if status not in APPOINTMENT_STATUSES:
+        raise InvalidResource(
+            f"mapping set {mapping.label} gives {status!r}, not a FHIR Appointment status"
+        )
+    return status
+
+
+def _participant_status(code: str, appointment_status: str, mapping: MappingSet) -> str:
+    status = mapping.status(code) if code else appointment_status
+    return _PARTICIPANT_STATUS.get(status, "accepted")
+
+
+def _instant(moment: datetime) -> str:
+    m = moment.astimezone(UTC)
+    text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+    return f"{text}.{m.microsecond:06d}Z" if m.microsecond else f"{text}Z"
+
+
+def _note_text(nte: Segment) -> str:
+    lines = [rep.component(1) for rep in nte.repetitions(3)]
+    text = "\n".join(line for line in lines if line)
+    return text or nte.field(2)
+
+
+def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) -> SourceBundle:
+    rule = mapping.trigger(trigger)
+    bundle = SourceBundle(event=rule.event)
+    notes = bundle.notes
+    sch = message.segment("SCH")
+    if sch is None:
+        raise IncompleteMessage(f"SIU^{trigger} has no SCH segment")
+    ids = _appointment_ids(sch)
+    memo: TimeMemo = {}
+    res = read_resources(siu_resource_groups(message), mapping, zone, notes, memo)
+    status = _status(rule.status, sch, res, mapping)
+    window = appointment_window(message, sch, res.timings, zone, notes, memo)
+    if (window.start is None or window.end is None) and status not in _TIMELESS_OK:
+        raise IncompleteMessage(
+            f"SIU^{trigger} {ids[0].value}: no start and end in TQ1, SCH-11 or the AIx segments "
+            f"for a {status} appointment"
+        )
+
+    pid = message.segment("PID")
+    patient = patient_record(pid, notes) if pid is not None else None
+    if patient is not None:
+        bundle.records.append(patient)
+    for actor in res.actors.values():
+        bundle.records.append(actor.record)
+
+    slot_refs = _schedules_and_slots(bundle, res, ids[0], window, status)
+    appointment = _appointment(
+        message, sch, ids, status, window, res, slot_refs, mapping, bundle, trigger
+    )
+    participants: list[dict[str, Any]] = []
+    if patient is not None:
+        first = patient.identifiers[0]
+        participants.append(
+            {
+                "actor": {"reference": conditional_reference("Patient", first.system, first.value)},
+                "status": _PARTICIPANT_STATUS.get(status, "accepted"),
+            }
+        )
+    seen: set[str] = set()
+    for part in res.participations:
+        ref = part.participant.get("actor", {}).get("reference")
+        if ref is not None and ref in seen:
+            continue
+        if ref is not None:
+            seen.add(ref)
+        entry = dict(part.participant)
+        entry["status"] = _participant_status(part.filler_status, status, mapping)
+        if part.timing.start is not None and (
+            window.start is None
+            or part.timing.start.utc != window.start.utc
+            or (part.timing.end is not None and part.timing.end != window.end)
+        ):
+            period = {"start": _instant(part.timing.start.utc)}
+            if part.timing.end is not None:
+                period["end"] = _instant(part.timing.end)
+            entry["period"] = period
+        participants.append(entry)
+    if not participants:
+        raise IncompleteMessage(f"SIU^{trigger} {ids[0].value} names no patient and no resource")
+    appointment["participant"] = participants
+    bundle.records.append(
+        SourceRecord("Appointment", ids, appointment, original_time_text=window.original_text)
+    )
+    return bundle
+
+
+def _schedules_and_slots(
+    bundle: SourceBundle, res: Resources, key: Identifier, window: Window, status: str
+) -> list[str]:
+    """A Schedule per actor and a Slot per actor for this appointment's time."""
+    if window.start is None or window.end is None:
+        return []
+    slot_refs: list[str] = []
+    slot_system = system("slot")
+    schedule_system = system("schedule")
+    appointment_key = f"{key.system.removeprefix('urn:harmony:gmed:')}/{key.value}"
+    schedules: list[SourceRecord] = []
+    slots: list[SourceRecord] = []
+    start, end = _instant(window.start.utc), _instant(window.end)
+    slot_status = "free" if status in _SLOT_FREE else "busy"
+    for actor in res.actors.values():
+        schedule_id = Identifier(schedule_system, actor.local_key)
+        schedules.append(
+            SourceRecord(
+                "Schedule",
+                [schedule_id],
+                {
+                    "resourceType": "Schedule",
+                    "identifier": [{"system": schedule_system, "value": actor.local_key}],
+                    "active": True,
+                    "actor": [{"reference": actor.reference}],
+                },
+            )
+        )
+        slot_id = Identifier(slot_system, f"{appointment_key}/{actor.local_key}")
+        schedule_ref = conditional_reference("Schedule", schedule_system, actor.local_key)
+        slots.append(
+            SourceRecord(
+                "Slot",
+                [slot_id],
+                {
+                    "resourceType": "Slot",
+                    "identifier": [{"system": slot_system, "value": slot_id.value}],
+                    "schedule": {"reference": schedule_ref},
+                    "status": slot_status,
+                    "start": start,
+                    "end": end,
+                },
+                original_time_text=window.original_text,
+            )
+        )
+        slot_refs.append(conditional_reference("Slot", slot_system, slot_id.value))
+    bundle.records.extend(schedules)
+    bundle.records.extend(slots)
+    return slot_refs
+
+
+def _appointment(
+    message: Message,
+    sch: Segment,
+    ids: list[Identifier],
+    status: str,
+    window: Window,
+    res: Resources,
+    slot_refs: list[str],
+    mapping: MappingSet,
+    bundle: SourceBundle,
+    trigger: str,
+) -> dict[str, Any]:
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "identifier": [{"system": i.system, "value": i.value} for i in ids],
+        "status": status,
+    }
+    extensions = [{"url": TRIGGER_EVENT_URL, "valueString": trigger}]
+    if raw_status := sch.component(25):
+        extensions.append({"url": FILLER_STATUS_URL, "valueString": raw_status})
+    appointment["extension"] = extensions
+    if status == "cancelled" and (reason := codeable(sch.repetition(6))):
+        appointment["cancelationReason"] = reason
+    if res.service_types:
+        appointment["serviceType"] = res.service_types
+    type_rep = sch.repetition(8) if sch.component(8) else sch.repetition(7)
+    if code := type_rep.component(1):
+        mapped = mapping.appointment_type(code)
+        text = type_rep.component(2) or code
+        if mapped is None:
+            bundle.unmapped.append(("appointment_types", code))
+            appointment["appointmentType"] = {"text": text}
+        else:
+            appointment["appointmentType"] = {
+                "coding": [mapped.model_dump(exclude_none=True)],
+                "text": text,
+            }
+    if reason := codeable(sch.repetition(7)):
+        appointment["reasonCode"] = [reason]
+    if window.start is not None:
+        appointment["start"] = _instant(window.start.utc)
+    if window.start is not None and window.end is not None:
+        appointment["end"] = _instant(window.end)
+        minutes = round((window.end - window.start.utc).total_seconds() / 60)
+        if minutes >= 1:
+            appointment["minutesDuration"] = minutes
+    if slot_refs:
+        appointment["slot"] = [{"reference": ref} for ref in slot_refs]
+    comments = [text for nte in notes_after(message, sch) if (text := _note_text(nte))]
+    if comments:
+        appointment["comment"] = "\n".join(comments)
+    return appointment

@@ -1,0 +1,200 @@
+"""When an SIU appointment happens, from the several places a sender may say it.
+
+Precedence: TQ1 (TQ1-7 start, TQ1-8 end), else SCH-11 (TQ: component 4 start, 5 end,
+3 duration), else the resource segments (earliest AIx start to latest AIx end). Without an
+end, the end is start + duration, the duration coming from the chosen source (TQ1-13,
+SCH-11.3, AIx), else SCH-9/10, else the first AIx duration. Every other place that disagrees
+with the chosen window is reported in the bundle notes, e.g. fhirconv SIU-S12-01, where
+SCH-9/10 says 60 s and TQ1 says 50 min: TQ1 wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from adapters.gmed.errors import InvalidTime
+from adapters.gmed.parser import Message, ResourceItem, Segment
+from adapters.gmed.times import HL7Time, parse_duration, parse_tq_duration, parse_ts
+
+__all__ = [
+    "AIX_FIELDS",
+    "AixTiming",
+    "TimeMemo",
+    "Window",
+    "aix_timing",
+    "appointment_window",
+    "read_time",
+]
+
+# segment -> (start, duration, duration units, filler status) field numbers
+AIX_FIELDS = {
+    "AIS": (4, 7, 8, 10),
+    "AIG": (8, 11, 12, 14),
+    "AIL": (6, 9, 10, 12),
+    "AIP": (6, 9, 10, 12),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AixTiming:
+    start: HL7Time | None
+    duration: timedelta | None
+
+    @property
+    def end(self) -> datetime | None:
+        if self.start is None or self.duration is None:
+            return None
+        return self.start.utc + self.duration
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The appointment's time; start is None when the message gives none at all."""
+
+    start: HL7Time | None
+    end: datetime | None
+    source: str
+    original_text: str | None
+
+
+TimeMemo = dict[str, HL7Time]
+"""Times already read in this message: its AIx segments usually repeat one start."""
+
+
+def read_time(text: str, zone: tzinfo, memo: TimeMemo) -> HL7Time | None:
+    """parse_ts once per distinct text of a message; None for empty text."""
+    if not text:
+        return None
+    found = memo.get(text)
+    if found is None:
+        found = memo[text] = parse_ts(text, zone)
+    return found
+
+
+def aix_timing(item: ResourceItem, zone: tzinfo, memo: TimeMemo) -> AixTiming:
+    """An AIS/AIG/AIL/AIP segment's own start and duration."""
+    seg = item.segment
+    start_f, dur_f, unit_f, _ = AIX_FIELDS[seg.name]
+    start = read_time(seg.component(start_f), zone, memo)
+    duration = parse_duration(seg.field(dur_f), seg.component(unit_f, 1), seg.component(unit_f, 2))
+    return AixTiming(start, duration)
+
+
+def _fmt(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def appointment_window(
+    message: Message,
+    sch: Segment,
+    aix: list[tuple[ResourceItem, AixTiming]],
+    zone: tzinfo,
+    notes: list[str],
+    memo: TimeMemo,
+) -> Window:
+    """Choose the appointment's window and note every source that disagrees with it."""
+    sch_duration = parse_duration(sch.field(9), sch.component(10, 1), sch.component(10, 2))
+    sch11 = sch.repetition(11)
+    sch11_start = read_time(sch11.component(4), zone, memo)
+    sch11_end = read_time(sch11.component(5), zone, memo)
+    bare_unit = None
+    if sch.component(10, 1) or sch.component(10, 2):  # a bare TQ number is in SCH-10 units
+        bare_unit = parse_duration("1", sch.component(10, 1), sch.component(10, 2))
+    sch11_text = sch11.component(3)
+    sch11_duration = parse_tq_duration(sch11_text, bare_unit or timedelta(minutes=1))
+    if sch11_text and sch11_duration is None:
+        notes.append(f"SCH-11.3 duration {sch11_text!r} is not readable; ignored")
+
+    start: HL7Time | None = None
+    end: HL7Time | None = None
+    own: timedelta | None = None
+    source = ""
+    for tq1 in message.segments("TQ1"):
+        if tq1.component(7):
+            start = read_time(tq1.component(7), zone, memo)
+            end = read_time(tq1.component(8), zone, memo)
+            own = parse_duration(
+                tq1.component(13, 1), tq1.component(13, 2, 1), tq1.component(13, 2, 2)
+            )
+            source = "TQ1"
+            break
+    if start is None and sch11_start is not None:
+        start, end, own, source = sch11_start, sch11_end, sch11_duration, "SCH-11"
+    aix_end: datetime | None = None
+    if start is None:
+        timed = [t for _, t in aix if t.start is not None]
+        if timed:
+            first = min(timed, key=lambda t: t.start.utc if t.start else datetime.max)
+            start, source = first.start, "AIx"
+            ends = [t.end for t in timed if t.end is not None]
+            aix_end = max(ends) if ends else None
+    if start is None:
+        return Window(None, None, "", None)
+
+    first_aix_duration = next((t.duration for _, t in aix if t.duration is not None), None)
+    stop: datetime | None
+    if end is not None:
+        stop = end.utc
+    elif aix_end is not None:
+        stop = aix_end
+    else:
+        duration = own or sch_duration or first_aix_duration
+        stop = start.utc + duration if duration is not None else None
+    if stop is not None and stop < start.utc:
+        raise InvalidTime(f"{source} ends ({stop:%Y-%m-%d %H:%M}Z) before it starts")
+
+    _note_disagreements(
+        notes, source, start.utc, stop, sch_duration, own, sch11_start, sch11_end, aix
+    )
+    original = start.original + (f"/{end.original}" if end is not None else "")
+    return Window(start, stop, source, original)
+
+
+def _note_disagreements(
+    notes: list[str],
+    source: str,
+    start: datetime,
+    stop: datetime | None,
+    sch_duration: timedelta | None,
+    own: timedelta | None,
+    sch11_start: HL7Time | None,
+    sch11_end: HL7Time | None,
+    aix: list[tuple[ResourceItem, AixTiming]],
+) -> None:
+    length = stop - start if stop is not None else None
+    if length is not None:
+        if sch_duration is not None and sch_duration != length:
+            notes.append(
+                f"SCH-9/10 says {_fmt(sch_duration)} but {source} says {_fmt(length)}; "
+                f"{source} wins"
+            )
+        if own is not None and own != length:
+            notes.append(
+                f"{source} duration says {_fmt(own)} but its start/end span {_fmt(length)}; "
+                "start/end win"
+            )
+    if (
+        source != "SCH-11"
+        and sch11_start is not None
+        and (sch11_start.utc != start or (sch11_end is not None and sch11_end.utc != stop))
+    ):
+        notes.append(
+            f"SCH-11 window {sch11_start.original}"
+            f"{'/' + sch11_end.original if sch11_end else ''} differs from {source}; "
+            f"{source} wins"
+        )
+    for item, timing in aix:
+        if timing.start is None:
+            continue
+        seg = item.segment
+        differs = timing.start.utc != start or (
+            timing.end is not None and stop is not None and timing.end != stop
+        )
+        if differs and source != "AIx":
+            notes.append(
+                f"{seg.name} ({seg.component(3)}) starts {timing.start.original}"
+                f"{' for ' + _fmt(timing.duration) if timing.duration else ''}, unlike "
+                f"{source}; kept on its participant period"
+            )
