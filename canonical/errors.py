@@ -25,3 +25,10 @@ class IdentifierConflict(RejectedInput):
 
 class VersionConflict(Exception):
     """The stored version is not the one the caller based its change on (If-Match)."""
+
+
+class NothingToStore(RejectedInput):
+    """Well-formed input that carries no canonical records (an ACK, an event we ignore).
+
+    The hub marks such a message ``filtered``, with this reason, instead of parking it.
+    """

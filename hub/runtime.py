@@ -28,7 +28,7 @@ class HubRuntime:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
-        self.bus = Bus(settings.broker_url)
+        self.bus = Bus(settings.broker_url, prefix=settings.broker_prefix)
         self.publisher: Publisher = self.bus.publisher()
         self.worker = Worker(
             self.engine, settings, self.publish, sender=OutboundSender(self.engine, settings)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hub.outbound import ack_code
 from mllp_listener.client import open_connection
+from mllp_listener.header import HeaderError, parse_header
 
 _MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
 BOM = b"\xef\xbb\xbf"
@@ -25,6 +26,9 @@ def split_messages(data: bytes) -> list[bytes]:
         body[a:b].rstrip(b"\r\n") for a, b in zip(starts, [*starts[1:], len(body)], strict=False)
     ]
     return [p for p in pieces if p.strip()]
+
+
+ERROR_ONLY_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +57,20 @@ async def send_files(
                 writer.write_message(message)
                 await writer.drain()
                 label = f"{path}#{n}"
-                if _is_ack(message):
-                    yield SendResult(label, "", "ACK sent; none expected back", None)
+                expect = _expected_reply(message)
+                if expect == "none":
+                    yield SendResult(label, "", "no ACK expected (an ACK, or MSH-15 NE)", None)
                     continue
-                ack = await asyncio.wait_for(reader.read_message(), timeout)
+                try:
+                    wait = timeout if expect == "always" else ERROR_ONLY_WAIT
+                    ack = await asyncio.wait_for(reader.read_message(), wait)
+                except TimeoutError:
+                    if expect == "always":
+                        raise
+                    yield SendResult(
+                        label, "", "no ACK within the wait: accepted (MSH-15 ER)", None
+                    )
+                    continue
                 code, text = ack_code(ack)
                 yield SendResult(label, code, text, ack)
     finally:
@@ -64,9 +78,14 @@ async def send_files(
         await writer.wait_closed()
 
 
-def _is_ack(message: bytes) -> bool:
-    body = message[len(BOM) :] if message.startswith(BOM) else message
-    if len(body) < 4 or not body.startswith(b"MSH"):
-        return False
-    fields = body[:200].split(body[3:4])
-    return len(fields) > 8 and fields[8].startswith(b"ACK")
+def _expected_reply(message: bytes) -> str:
+    """'always', 'error-only' or 'none', from MSH-9 and MSH-15 as the receiver will read them."""
+    try:
+        header = parse_header(message)
+    except HeaderError:
+        return "always"  # the receiver answers a broken header with an AR, or closes
+    if header.is_ack or header.accept_ack_type == "NE":
+        return "none"
+    if header.accept_ack_type == "ER":
+        return "error-only"
+    return "always"

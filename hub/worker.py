@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from canonical.errors import RejectedInput
+from canonical.errors import NothingToStore, RejectedInput
 from canonical.records import Provenance
 from canonical.repository import CanonicalRepository
 from hub import message_store
@@ -22,16 +22,11 @@ from hub.events import DomainEvent, events_from_results, record_events
 from hub.message_store import INBOUND, OUTBOUND
 from hub.outbound import OutboundSender, route_changes
 from hub.settings import Settings
-from mappings.model import UnmappedCode
 from mappings.cache import MappingCache
+from mappings.model import UnmappedCode
 from mappings.store import MappingStore
 
 log = logging.getLogger(__name__)
-
-
-def _is_filtered(exc: Exception) -> bool:
-    """Messages with nothing to normalize (ACKs, unsupported events) are filtered, not parked."""
-    return type(exc).__name__ == "NotSchedulingMessage"
 
 
 @dataclass
@@ -100,7 +95,7 @@ class Worker:
         return events, outbound_ids
 
     def _reject(self, message_id: int, exc: RejectedInput) -> str:
-        if _is_filtered(exc):
+        if isinstance(exc, NothingToStore):
             with self.engine.begin() as conn:
                 message_store.finish(conn, message_id, "filtered", error=str(exc))
             return "filtered"

@@ -6,7 +6,7 @@ sender or the mapping set, so the hub must not retry them with backoff.
 
 from __future__ import annotations
 
-from canonical.errors import RejectedInput
+from canonical.errors import NothingToStore, RejectedInput
 
 
 class HL7ParseError(RejectedInput):
@@ -21,7 +21,7 @@ class InvalidDuration(RejectedInput):
     """A duration whose amount or unit we cannot turn into a length of time."""
 
 
-class NotSchedulingMessage(RejectedInput):
+class NotSchedulingMessage(NothingToStore):
     """A well-formed message Harmony does not ingest (ACK, ADT events we ignore, ORU ...).
 
     The hub marks these filtered rather than failed.
