@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from api import fhir, mappings, messages
@@ -23,7 +23,7 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     app.state.runtime = runtime
 
     @app.exception_handler(NotAuthenticated)
-    async def _unauthenticated(request: Request, exc: NotAuthenticated) -> JSONResponse:
+    async def _unauthenticated(request: Request, exc: NotAuthenticated) -> Response:
         if request.url.path.startswith("/fhir"):
             return fhir.operation_outcome_response(401, "login", str(exc))
         return JSONResponse(

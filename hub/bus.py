@@ -93,7 +93,7 @@ class BusConsumer(ConsumerMixin):
         self._handler = handler
         self._directions = list(directions)
 
-    def get_consumers(self, consumer_cls: type[Consumer], channel: Any) -> list[Consumer]:
+    def get_consumers(self, consumer_cls: Callable[..., Consumer], channel: Any) -> list[Consumer]:
         return [
             consumer_cls(
                 queues=[self._bus.queues[d]],

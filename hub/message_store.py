@@ -12,10 +12,10 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
 from hub.tables import messages
 
@@ -67,96 +67,126 @@ class Stored:
     status: str
 
 
-def _row(message: NewMessage, body_sha: str, now: datetime) -> dict[str, Any]:
+_COLUMNS = (
+    "channel",
+    "direction",
+    "dedupe_key",
+    "body_sha256",
+    "raw",
+    "message_type",
+    "control_id",
+    "sender",
+    "peer",
+    "status",
+    "attempts",
+    "last_error",
+    "ack",
+    "received_at",
+    "updated_at",
+    "finished_at",
+)
+
+
+@lru_cache(maxsize=128)
+def _insert_sql(mark: str, rows: int) -> str:
+    one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO {messages.name} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * rows)} "
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
+    )
+
+
+def _row(message: NewMessage, sha: str, key: str | None, when: Any) -> tuple[Any, ...]:
     rejected = message.rejection is not None
-    return {
-        "channel": message.channel,
-        "direction": message.direction,
-        "dedupe_key": message.key(body_sha),
-        "body_sha256": body_sha,
-        "raw": message.raw,
-        "message_type": message.message_type,
-        "control_id": message.control_id,
-        "sender": message.sender,
-        "peer": message.peer,
-        "status": "rejected" if rejected else WAITING[message.direction],
-        "attempts": 0,
-        "last_error": message.rejection,
-        "ack": message.ack,
-        "received_at": now,
-        "updated_at": now,
-        "finished_at": now if rejected else None,
-    }
+    return (
+        message.channel,
+        message.direction,
+        key,
+        sha,
+        message.raw,
+        message.message_type,
+        message.control_id,
+        message.sender,
+        message.peer,
+        "rejected" if rejected else WAITING[message.direction],
+        0,
+        message.rejection,
+        message.ack,
+        when,
+        when,
+        when if rejected else None,
+    )
 
 
 def store_batch(engine: Engine, batch: Sequence[NewMessage]) -> list[Stored]:
     """Store many messages in one transaction (group commit); resends get their first ACK."""
-    now = utcnow()
-    shas = [m.body_sha256() for m in batch]
-    keys = [m.key(sha) for m, sha in zip(batch, shas, strict=True)]
-    try:
-        with engine.begin() as conn:
-            return _store_in(conn, batch, shas, keys, now)
-    except IntegrityError:
-        # Another process stored one of these keys between our look-up and insert: go one by
-        # one so that each message still ends stored exactly once.
-        out: list[Stored] = []
-        for message in batch:
-            with engine.begin() as conn:
-                sha = message.body_sha256()
-                out.extend(_store_in(conn, [message], [sha], [message.key(sha)], now))
-        return out
+    with engine.begin() as conn:
+        return _store_in(conn, batch, utcnow())
 
 
-def _store_in(
-    conn: Connection,
-    batch: Sequence[NewMessage],
-    shas: Sequence[str],
-    keys: Sequence[str | None],
-    now: datetime,
-) -> list[Stored]:
-    wanted = [k for k in keys if k is not None]
-    existing: dict[str, Stored] = {}
-    if wanted:
+def _store_in(conn: Connection, batch: Sequence[NewMessage], now: datetime) -> list[Stored]:
+    """One multi-row INSERT ... ON CONFLICT DO NOTHING; the hot path of MLLP ingest.
+
+    Written at the driver level because SQLAlchemy's per-row processing cost more than the
+    commit itself (measured with bench/bench_mllp.py). A key that conflicts is a resend: it
+    gets the stored message's id and ACK. Concurrent inserts of one key wait on each other in
+    the database, so a resend racing its original still ends as one row.
+    """
+    to_db = _datetime_to_db(conn)
+    when = to_db(now) if to_db else now
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    out: list[Stored | None] = [None] * len(batch)
+    first_of: dict[str, int] = {}
+    keyed: list[tuple[int, tuple[Any, ...]]] = []
+    for i, message in enumerate(batch):
+        sha = message.body_sha256()
+        key = message.key(sha)
+        if key is None:
+            # Keyless rows (refused by the listener) go one by one: RETURNING order is not
+            # guaranteed, and only the key tells rows apart.
+            row = _row(message, sha, None, when)
+            new_id = conn.exec_driver_sql(_insert_sql(mark, 1), row).first()[0]  # type: ignore[index]
+            out[i] = Stored(new_id, False, message.ack, row[9])
+        elif key in first_of:
+            continue  # the same bytes twice in one batch: resolved from the first below
+        else:
+            first_of[key] = i
+            keyed.append((i, _row(message, sha, key, when)))
+    inserted: dict[str, int] = {}
+    if keyed:
+        params = tuple(value for _, row in keyed for value in row)
+        result = conn.exec_driver_sql(_insert_sql(mark, len(keyed)), params)
+        inserted = {key: new_id for new_id, key in result}
+    for i, row in keyed:
+        if row[2] in inserted:
+            out[i] = Stored(inserted[row[2]], False, row[12], row[9])
+    conflicted = [row[2] for i, row in keyed if out[i] is None]
+    if conflicted:
         found = conn.execute(
             select(messages.c.id, messages.c.dedupe_key, messages.c.ack, messages.c.status).where(
-                messages.c.dedupe_key.in_(wanted)
+                messages.c.dedupe_key.in_(conflicted)
             )
         )
-        for row in found:
-            existing[row.dedupe_key] = Stored(row.id, True, row.ack, row.status)
-    fresh_rows: list[dict[str, Any]] = []
-    fresh_index: list[int] = []
-    out: list[Stored | None] = [None] * len(batch)
-    pending: dict[str, int] = {}
-    for i, (message, sha, key) in enumerate(zip(batch, shas, keys, strict=True)):
-        if key is not None and key in existing:
-            out[i] = existing[key]
-            continue
-        if key is not None and key in pending:
-            out[i] = Stored(-1, True, message.ack, "")  # resolved below once ids exist
-            continue
-        if key is not None:
-            pending[key] = i
-        fresh_rows.append(_row(message, sha, now))
-        fresh_index.append(i)
-    if fresh_rows:
-        ids = conn.execute(insert(messages).returning(messages.c.id), fresh_rows).scalars().all()
-        for i, new_id, row in zip(fresh_index, ids, fresh_rows, strict=True):
-            out[i] = Stored(new_id, False, row["ack"], row["status"])
-    for i, key in enumerate(keys):
-        current = out[i]
-        if current is not None and current.id == -1 and key is not None:
-            first = out[pending[key]]
+        existing = {r.dedupe_key: Stored(r.id, True, r.ack, r.status) for r in found}
+        for i, row in keyed:
+            if out[i] is None:
+                out[i] = existing[row[2]]
+    for i, message in enumerate(batch):
+        if out[i] is None:
+            first = out[first_of[message.key(message.body_sha256()) or ""]]
             assert first is not None
             out[i] = Stored(first.id, True, first.ack, first.status)
     return [s for s in out if s is not None]
 
 
+def _datetime_to_db(conn: Connection) -> Any:
+    """The dialect's own datetime conversion (SQLite stores text), so reads stay identical."""
+    return messages.c.received_at.type._cached_bind_processor(conn.dialect)
+
+
 def store_in(conn: Connection, message: NewMessage) -> Stored:
     """Store one message inside the caller's transaction (the outbox for outbound traffic)."""
-    sha = message.body_sha256()
-    return _store_in(conn, [message], [sha], [message.key(sha)], utcnow())[0]
+    return _store_in(conn, [message], utcnow())[0]
 
 
 def get(conn: Connection, message_id: int) -> Any:

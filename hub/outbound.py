@@ -46,6 +46,8 @@ def route_changes(session: Session, settings: Settings, events: Sequence[DomainE
             previous_status=event.previous_status,
             mapping=mapping,
             default_timezone=settings.default_timezone,
+            receiving_application=settings.gmed_receiving_application,
+            receiving_facility=settings.gmed_receiving_facility,
         )
         stored = message_store.store_in(
             session.connection(),

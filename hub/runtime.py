@@ -6,11 +6,14 @@ import logging
 import threading
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
+from canonical.repository import UpsertResult
 from hub import message_store
 from hub.bus import Bus, BusConsumer, Publisher
+from hub.changes import save_change
 from hub.db import make_engine
 from hub.message_store import INBOUND, OUTBOUND, utcnow
 from hub.outbound import OutboundSender
@@ -50,6 +53,17 @@ class HubRuntime:
             self._publish_pairs(page)
             count += len(page)
             after = page[-1][0]
+
+    def save_change(
+        self, resource_type: str, resource: dict[str, Any], *, source_system: str
+    ) -> UpsertResult:
+        """Store a change made in Harmony and send it on to the systems that need it."""
+        result, outbound = save_change(
+            self.engine, self.settings, resource_type, resource, source_system=source_system
+        )
+        if outbound:
+            self.publish(OUTBOUND, outbound)
+        return result
 
     def replay(self, ids: Iterable[int]) -> list[int]:
         pairs = message_store.replay(self.engine, ids)

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from pathlib import Path
+from typing import Any
 
 from hub.channels import GMED_ACCEPTED_TYPES
 from hub.db import make_engine
@@ -19,14 +21,14 @@ log = logging.getLogger(__name__)
 DEMO_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hl7v2"
 
 
-def mllp_ssl_context(settings: Settings):  # type: ignore[no-untyped-def]
+def mllp_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS when a certificate is configured; mutual TLS when a client CA is too."""
     if not settings.mllp_tls_cert:
         return None
     from mllp_listener.tls import server_ssl_context
 
-    return server_ssl_context(
-        settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_client_ca
-    )
+    key = settings.mllp_tls_key or settings.mllp_tls_cert  # a PEM may hold both
+    return server_ssl_context(settings.mllp_tls_cert, key, settings.mllp_tls_client_ca)
 
 
 async def serve_all(
@@ -69,6 +71,7 @@ async def serve_all(
         await server.start()
         log.info("MLLP listening on %s:%s", settings.mllp_host, server.port)
     web = None
+    web_task: asyncio.Task[None] | None = None
     if api:
         import uvicorn
 
@@ -82,13 +85,18 @@ async def serve_all(
             lifespan="off",
         )
         web = uvicorn.Server(config)
-        web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        tasks.append(asyncio.create_task(web.serve()))
+        web_task = asyncio.create_task(web.serve())
+        tasks.append(web_task)
         log.info("API on http://%s:%s", settings.api_host, settings.api_port)
     if demo and server is not None:
         tasks.append(asyncio.create_task(_demo(settings.mllp_host, server.port)))
 
-    await stop.wait()
+    # uvicorn takes over SIGINT/SIGTERM while it runs, so its end is a stop signal too.
+    ends: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if web_task is not None:
+        ends.append(web_task)
+    await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+    ends[0].cancel()
     log.info("shutting down")
     if web is not None:
         web.should_exit = True

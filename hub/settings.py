@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = 1
     gmed_outbound_host: str | None = None
     gmed_outbound_port: int | None = None
+    gmed_receiving_application: str = "GMED"
+    gmed_receiving_facility: str = "GMED"
     log_level: str = "INFO"
 
     @field_validator("default_timezone")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +18,7 @@ from canonical.records import Provenance
 from canonical.repository import CanonicalRepository
 from hub import message_store
 from hub.channels import inbound_channel
-from hub.events import DomainEvent, events_from_results, record_events
+from hub.events import events_from_results, record_events
 from hub.message_store import INBOUND, OUTBOUND
 from hub.outbound import OutboundSender, route_changes
 from hub.settings import Settings
@@ -36,7 +36,6 @@ class Worker:
     publish: Callable[[str, list[int]], None]
     """Publishes message ids on the bus (used for the outbound messages we create)."""
     sender: OutboundSender | None = None
-    listeners: list[Callable[[DomainEvent], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
@@ -61,15 +60,12 @@ class Worker:
             return self._fail(message_id, f"{type(exc).__name__}: {exc}", permanent=False)
         if outcome is None:
             return "skipped"
-        events, outbound_ids = outcome
-        if outbound_ids:
-            self.publish(OUTBOUND, outbound_ids)
-        for event in events:
-            for listener in self.listeners:
-                listener(event)
+        if outcome:
+            self.publish(OUTBOUND, outcome)
         return "processed"
 
-    def _normalize_and_store(self, message_id: int) -> tuple[list[DomainEvent], list[int]] | None:
+    def _normalize_and_store(self, message_id: int) -> list[int] | None:
+        """Returns the ids of outbound messages the change queued (None: not ours to do)."""
         with self.sessions.begin() as session:
             conn = session.connection()
             row = message_store.claim(conn, message_id)
@@ -92,7 +88,7 @@ class Worker:
             record_events(conn, events)
             outbound_ids = route_changes(session, self.settings, events)
             message_store.finish(conn, row.id, "processed", mapping_version=mapping.label)
-        return events, outbound_ids
+        return outbound_ids
 
     def _reject(self, message_id: int, exc: RejectedInput) -> str:
         if isinstance(exc, NothingToStore):
