@@ -238,15 +238,17 @@ def backoff_seconds(attempts: int, base: float, ceiling: float) -> float:
     return float(min(ceiling, base * (2 ** max(0, attempts - 1))))
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failing message is tried before it is parked."""
+
+    max_attempts: int = 5
+    base_seconds: float = 2.0
+    max_seconds: float = 300.0
+
+
 def fail(
-    engine: Engine,
-    message_id: int,
-    error: str,
-    *,
-    permanent: bool,
-    max_attempts: int,
-    base_seconds: float,
-    max_seconds: float,
+    engine: Engine, message_id: int, error: str, *, permanent: bool, policy: RetryPolicy
 ) -> str:
     """Record a failure in its own transaction: retry later with backoff, or park."""
     with engine.begin() as conn:
@@ -255,10 +257,10 @@ def fail(
             return "missing"
         attempts = row.attempts + 1  # the failed claim's own increment was rolled back
         now = utcnow()
-        if permanent or attempts >= max_attempts:
+        if permanent or attempts >= policy.max_attempts:
             status, next_at, finished = "parked", None, now
         else:
-            delay = backoff_seconds(attempts, base_seconds, max_seconds)
+            delay = backoff_seconds(attempts, policy.base_seconds, policy.max_seconds)
             status, next_at, finished = "retrying", now + timedelta(seconds=delay), None
         conn.execute(
             update(messages)

@@ -117,7 +117,5 @@ class OutboundSender:
             message_id,
             error,
             permanent=permanent,
-            max_attempts=self.settings.max_attempts,
-            base_seconds=self.settings.retry_base_seconds,
-            max_seconds=self.settings.retry_max_seconds,
+            policy=self.settings.retry_policy(),
         )

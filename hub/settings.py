@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.message_store import RetryPolicy
+
 DEFAULT_DEV_TOKEN = "harmony-dev-token"
 DEFAULT_SECRET_KEY = "harmony-insecure-development-secret"
 
@@ -68,6 +70,9 @@ class Settings(BaseSettings):
             if not self.api_tokens:
                 raise ValueError("production needs HARMONY_API_TOKENS (the dev token is refused)")
         return self
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.retry_base_seconds, self.retry_max_seconds)
 
     def accepted_tokens(self) -> frozenset[str]:
         """The dev token only counts in development, so a copied .env cannot open production."""

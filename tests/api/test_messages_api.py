@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from hub import message_store
-from hub.message_store import INBOUND, NewMessage
+from hub.message_store import INBOUND, NewMessage, RetryPolicy
 from hub.runtime import HubRuntime
 from hub.settings import Settings
 
@@ -47,9 +47,7 @@ def _store(engine: Engine, control_id: str, raw: bytes = RAW) -> int:
 
 
 def _park(engine: Engine, message_id: int, reason: str) -> None:
-    message_store.fail(
-        engine, message_id, reason, permanent=True, max_attempts=1, base_seconds=1, max_seconds=1
-    )
+    message_store.fail(engine, message_id, reason, permanent=True, policy=RetryPolicy(1))
 
 
 def test_a_token_is_required(client: TestClient) -> None:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 from hub import message_store
 from hub.cli import app
 from hub.db import make_engine
-from hub.message_store import INBOUND, NewMessage, utcnow
+from hub.message_store import INBOUND, NewMessage, RetryPolicy, utcnow
 from hub.settings import get_settings
 from hub.tables import messages
 
@@ -56,15 +56,7 @@ def test_replay_by_filter_and_refuse_an_empty_one(database: str) -> None:
     engine = make_engine(database)
     ids = [_store(database, f"P{i}") for i in range(3)]
     for message_id in ids[:2]:
-        message_store.fail(
-            engine,
-            message_id,
-            "unmapped x",
-            permanent=True,
-            max_attempts=1,
-            base_seconds=1,
-            max_seconds=1,
-        )
+        message_store.fail(engine, message_id, "unmapped x", permanent=True, policy=RetryPolicy(1))
     assert run("messages", "replay").exit_code == 2
     result = run("messages", "replay", "--status", "parked")
     assert result.exit_code == 0 and "replayed 2 message(s)" in result.stdout

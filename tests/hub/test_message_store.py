@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, select, update
 
 from hub import message_store
-from hub.message_store import INBOUND, MessageFilter, NewMessage, utcnow
+from hub.message_store import INBOUND, MessageFilter, NewMessage, RetryPolicy, utcnow
 from hub.tables import messages
 
 
@@ -87,7 +87,7 @@ def test_claim_is_exclusive_and_counts_attempts(engine: Engine) -> None:
 
 def test_failures_back_off_then_park(engine: Engine) -> None:
     (stored,) = message_store.store_batch(engine, [_msg("f1")])
-    kw = {"permanent": False, "max_attempts": 3, "base_seconds": 10.0, "max_seconds": 60.0}
+    kw = {"permanent": False, "policy": RetryPolicy(3, 10.0, 60.0)}
     statuses = []
     for _ in range(3):
         statuses.append(message_store.fail(engine, stored.id, "db down", **kw))  # type: ignore[arg-type]
@@ -103,7 +103,7 @@ def test_backoff_doubles_up_to_the_ceiling() -> None:
 
 def test_due_retries_come_back_and_future_ones_wait(engine: Engine) -> None:
     due, later = message_store.store_batch(engine, [_msg("d1"), _msg("d2")])
-    kw = {"permanent": False, "max_attempts": 5, "base_seconds": 1.0, "max_seconds": 60.0}
+    kw = {"permanent": False, "policy": RetryPolicy(5, 1.0, 60.0)}
     message_store.fail(engine, due.id, "boom", **kw)  # type: ignore[arg-type]
     message_store.fail(engine, later.id, "boom", **kw)  # type: ignore[arg-type]
     with engine.begin() as conn:
@@ -120,7 +120,7 @@ def test_due_retries_come_back_and_future_ones_wait(engine: Engine) -> None:
 
 def test_permanent_failure_parks_at_once_and_replay_by_filter(engine: Engine) -> None:
     a, b, c = message_store.store_batch(engine, [_msg("p1"), _msg("p2"), _msg("p3")])
-    kw = {"max_attempts": 5, "base_seconds": 1.0, "max_seconds": 60.0}
+    kw = {"policy": RetryPolicy(5, 1.0, 60.0)}
     message_store.fail(engine, a.id, "unmapped status code 'X'", permanent=True, **kw)  # type: ignore[arg-type]
     message_store.fail(engine, b.id, "unmapped status code 'Y'", permanent=True, **kw)  # type: ignore[arg-type]
     parked = message_store.matching_ids(engine, MessageFilter(status="parked"))
@@ -143,9 +143,7 @@ def test_prune_removes_only_old_finished_messages(engine: Engine) -> None:
         message_store.finish(conn, old.id, "processed")
         message_store.finish(conn, recent.id, "processed")
         conn.execute(update(messages).where(messages.c.id == old.id).values(finished_at=long_ago))
-    message_store.fail(
-        engine, parked.id, "bad", permanent=True, max_attempts=1, base_seconds=1, max_seconds=1
-    )
+    message_store.fail(engine, parked.id, "bad", permanent=True, policy=RetryPolicy(1))
     with engine.begin() as conn:
         conn.execute(
             update(messages).where(messages.c.id == parked.id).values(finished_at=long_ago)
