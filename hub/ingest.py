@@ -56,31 +56,34 @@ class BatchingSink:
         self._publish = publish
         self._channel = channel
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[NewMessage, asyncio.Future[Stored]]] | None = None
+        self._pending: list[tuple[NewMessage, asyncio.Future[Stored]]] = []
+        self._wake: asyncio.Event | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-store")
         self._bus = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-publish")
 
     async def store(self, received: Received, ack: bytes | None) -> StoreOutcome:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        await self._queue.put((new_message(self._channel, received, ack), future))
+        loop = asyncio.get_running_loop()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+            self._writer_task = loop.create_task(self._write_loop(self._wake))
+        future: asyncio.Future[Stored] = loop.create_future()
+        self._pending.append((new_message(self._channel, received, ack), future))
+        self._wake.set()
         stored = await future
         return StoreOutcome(duplicate_ack=stored.ack if stored.duplicate else None)
 
-    async def _write_loop(self) -> None:
-        assert self._queue is not None
+    async def _write_loop(self, wake: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
+            await wake.wait()
             # One turn of the loop lets connections whose bytes are already here join this
             # commit instead of waiting a whole commit for the next one.
             await asyncio.sleep(0)
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            if not self._pending:
+                wake.clear()
             messages = [m for m, _ in batch]
             try:
                 results = await loop.run_in_executor(
