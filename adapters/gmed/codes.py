@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from adapters.gmed.parser import Repetition
 
-__all__ = ["PREFIX", "codeable", "coding_system", "system"]
+__all__ = ["PREFIX", "codeable", "coding_system", "concept", "system"]
 
 PREFIX = "urn:harmony:gmed"
 
@@ -57,23 +57,31 @@ def codeable(rep: Repetition) -> dict[str, Any] | None:
     """A CE/CWE repetition as a CodeableConcept (both the primary and alternate codings)."""
     if not rep.raw:
         return None
-    values = rep.values()
-    values += [""] * (6 - len(values))
-    codings: list[dict[str, str]] = []
-    texts: list[str] = []
-    for first in (0, 3):
-        code, text, sys = values[first], values[first + 1], values[first + 2]
-        if text:
-            texts.append(text)
-        if code:
-            coding = {"system": coding_system(sys), "code": code}
-            if text:
-                coding["display"] = text
-            codings.append(coding)
-    if not codings and not texts:
+    return concept(rep.values())
+
+
+def concept(values: list[str]) -> dict[str, Any] | None:
+    """A CE/CWE's component values (``Segment.components``) as a CodeableConcept."""
+    n = len(values)
+    if not n:
         return None
-    concept: dict[str, Any] = {}
+    code = values[0]
+    text = values[1] if n > 1 else ""
+    alt_code = values[3] if n > 3 else ""
+    alt_text = values[4] if n > 4 else ""
+    codings: list[dict[str, str]] = []
+    if code:
+        coding = {"system": coding_system(values[2] if n > 2 else ""), "code": code}
+        if text:
+            coding["display"] = text
+        codings.append(coding)
+    if alt_code:
+        coding = {"system": coding_system(values[5] if n > 5 else ""), "code": alt_code}
+        if alt_text:
+            coding["display"] = alt_text
+        codings.append(coding)
     if codings:
-        concept["coding"] = codings
-    concept["text"] = texts[0] if texts else codings[0]["code"]
-    return concept
+        return {"coding": codings, "text": text or alt_text or codings[0]["code"]}
+    if text or alt_text:
+        return {"text": text or alt_text}
+    return None

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from adapters.gmed.codes import codeable, system
+from adapters.gmed.codes import concept, system
 from adapters.gmed.errors import HL7ParseError, IncompleteMessage, NotSchedulingMessage
 from adapters.gmed.parser import Message, Segment, notes_after, parse_message, siu_resource_groups
 from adapters.gmed.patient import patient_record
@@ -74,7 +74,8 @@ def normalize_bytes(raw: bytes, mapping: MappingSet, default_timezone: str) -> S
 
 def normalize(message: Message, mapping: MappingSet, default_timezone: str) -> SourceBundle:
     """The records one GMED message describes, referenced records first."""
-    code, trigger = message.message_code, message.trigger_event
+    msh9 = message.msh.components(9, 2)  # message_code and trigger_event in one read
+    code, trigger = msh9[0].strip().upper(), msh9[1].strip().upper()
     if code not in ("SIU", "ADT"):
         kind = f"{code}^{trigger}" if trigger else code or "(empty MSH-9)"
         raise NotSchedulingMessage(f"{kind} is not a scheduling or patient message")
@@ -105,9 +106,9 @@ def _adt(message: Message, event: str) -> SourceBundle:
 def _appointment_ids(sch: Segment) -> list[Identifier]:
     ids: list[Identifier] = []
     for kind, n in (("filler", 2), ("placer", 1)):
-        ei = sch.repetition(n)
-        if value := ei.component(1):
-            ids.append(Identifier(system(kind, ei.component(2) or ei.component(3)), value))
+        value, namespace, universal = sch.components(n, 3)[:3]
+        if value:
+            ids.append(Identifier(system(kind, namespace or universal), value))
     if not ids:
         raise IncompleteMessage(
             "SCH-1 (placer) and SCH-2 (filler) are both empty: no appointment id"
@@ -134,9 +135,19 @@ def _participant_status(code: str, appointment_status: str, mapping: MappingSet)
 
 
 def _instant(moment: datetime) -> str:
-    m = moment.astimezone(UTC)
-    text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
-    return f"{text}.{m.microsecond:06d}Z" if m.microsecond else f"{text}Z"
+    """FHIR instant in UTC: seconds always, microseconds only when there are some."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+_Instants = dict[datetime, str]
+"""One message's instants, each formatted once however many records carry it."""
+
+
+def _instant_of(instants: _Instants, moment: datetime) -> str:
+    text = instants.get(moment)
+    if text is None:
+        text = instants[moment] = _instant(moment)
+    return text
 
 
 def _note_text(nte: Segment) -> str:
@@ -165,14 +176,16 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
 
     pid = message.segment("PID")
     patient = patient_record(pid, notes) if pid is not None else None
+    records = bundle.records
     if patient is not None:
-        bundle.records.append(patient)
+        records.append(patient)
     for actor in res.actors.values():
-        bundle.records.append(actor.record)
+        records.append(actor.record)
 
-    slot_refs = _schedules_and_slots(bundle, res, ids[0], window, status)
+    instants: _Instants = {}
+    slot_refs = _schedules_and_slots(bundle, res, ids[0], window, status, instants)
     appointment = _appointment(
-        message, sch, ids, status, window, res, slot_refs, mapping, bundle, trigger
+        message, sch, ids, status, window, res, slot_refs, mapping, bundle, trigger, instants
     )
     participants: list[dict[str, Any]] = []
     if patient is not None:
@@ -184,23 +197,28 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
             }
         )
     seen: set[str] = set()
+    window_start = window.start.utc if window.start is not None else None
     for part in res.participations:
-        ref = part.participant.get("actor", {}).get("reference")
-        if ref is not None and ref in seen:
-            continue
+        actor_ref = part.participant.get("actor")
+        ref = actor_ref.get("reference") if actor_ref is not None else None
         if ref is not None:
+            if ref in seen:
+                continue
             seen.add(ref)
         entry = dict(part.participant)
         entry["status"] = _participant_status(part.filler_status, status, mapping)
-        if part.timing.start is not None and (
-            window.start is None
-            or part.timing.start.utc != window.start.utc
-            or (part.timing.end is not None and part.timing.end != window.end)
-        ):
-            period = {"start": _instant(part.timing.start.utc)}
-            if part.timing.end is not None:
-                period["end"] = _instant(part.timing.end)
-            entry["period"] = period
+        timing = part.timing
+        if timing.start is not None:
+            part_end = timing.end
+            if (
+                window_start is None
+                or timing.start.utc != window_start
+                or (part_end is not None and part_end != window.end)
+            ):
+                period = {"start": _instant_of(instants, timing.start.utc)}
+                if part_end is not None:
+                    period["end"] = _instant_of(instants, part_end)
+                entry["period"] = period
         participants.append(entry)
     if not participants:
         raise IncompleteMessage(f"SIU^{trigger} {ids[0].value} names no patient and no resource")
@@ -211,54 +229,54 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
     return bundle
 
 
+_SCHEDULE_SYSTEM = system("schedule")
+_SLOT_SYSTEM = system("slot")
+_SCHEDULE_REF = conditional_reference("Schedule", _SCHEDULE_SYSTEM, "")
+_SLOT_REF = conditional_reference("Slot", _SLOT_SYSTEM, "")
+
+
 def _schedules_and_slots(
-    bundle: SourceBundle, res: Resources, key: Identifier, window: Window, status: str
+    bundle: SourceBundle,
+    res: Resources,
+    key: Identifier,
+    window: Window,
+    status: str,
+    instants: _Instants,
 ) -> list[str]:
     """A Schedule per actor and a Slot per actor for this appointment's time."""
     if window.start is None or window.end is None:
         return []
-    slot_refs: list[str] = []
-    slot_system = system("slot")
-    schedule_system = system("schedule")
+    actors = res.actors.values()
     appointment_key = f"{key.system.removeprefix('urn:harmony:gmed:')}/{key.value}"
-    schedules: list[SourceRecord] = []
-    slots: list[SourceRecord] = []
-    start, end = _instant(window.start.utc), _instant(window.end)
+    start, end = _instant_of(instants, window.start.utc), _instant_of(instants, window.end)
     slot_status = "free" if status in _SLOT_FREE else "busy"
-    for actor in res.actors.values():
-        schedule_id = Identifier(schedule_system, actor.local_key)
-        schedules.append(
-            SourceRecord(
-                "Schedule",
-                [schedule_id],
-                {
-                    "resourceType": "Schedule",
-                    "identifier": [{"system": schedule_system, "value": actor.local_key}],
-                    "active": True,
-                    "actor": [{"reference": actor.reference}],
-                },
-            )
+    original = window.original_text
+    records = bundle.records
+    for actor in actors:
+        local_key = actor.local_key
+        schedule = {
+            "resourceType": "Schedule",
+            "identifier": [{"system": _SCHEDULE_SYSTEM, "value": local_key}],
+            "active": True,
+            "actor": [{"reference": actor.reference}],
+        }
+        records.append(
+            SourceRecord("Schedule", [Identifier(_SCHEDULE_SYSTEM, local_key)], schedule)
         )
-        slot_id = Identifier(slot_system, f"{appointment_key}/{actor.local_key}")
-        schedule_ref = conditional_reference("Schedule", schedule_system, actor.local_key)
-        slots.append(
-            SourceRecord(
-                "Slot",
-                [slot_id],
-                {
-                    "resourceType": "Slot",
-                    "identifier": [{"system": slot_system, "value": slot_id.value}],
-                    "schedule": {"reference": schedule_ref},
-                    "status": slot_status,
-                    "start": start,
-                    "end": end,
-                },
-                original_time_text=window.original_text,
-            )
-        )
-        slot_refs.append(conditional_reference("Slot", slot_system, slot_id.value))
-    bundle.records.extend(schedules)
-    bundle.records.extend(slots)
+    slot_refs: list[str] = []
+    for actor in actors:
+        local_key = actor.local_key
+        slot_key = f"{appointment_key}/{local_key}"
+        slot = {
+            "resourceType": "Slot",
+            "identifier": [{"system": _SLOT_SYSTEM, "value": slot_key}],
+            "schedule": {"reference": _SCHEDULE_REF + local_key},
+            "status": slot_status,
+            "start": start,
+            "end": end,
+        }
+        records.append(SourceRecord("Slot", [Identifier(_SLOT_SYSTEM, slot_key)], slot, original))
+        slot_refs.append(_SLOT_REF + slot_key)
     return slot_refs
 
 
@@ -273,6 +291,7 @@ def _appointment(
     mapping: MappingSet,
     bundle: SourceBundle,
     trigger: str,
+    instants: _Instants,
 ) -> dict[str, Any]:
     appointment: dict[str, Any] = {
         "resourceType": "Appointment",
@@ -283,14 +302,15 @@ def _appointment(
     if raw_status := sch.component(25):
         extensions.append({"url": FILLER_STATUS_URL, "valueString": raw_status})
     appointment["extension"] = extensions
-    if status == "cancelled" and (reason := codeable(sch.repetition(6))):
+    if status == "cancelled" and (reason := concept(sch.components(6))):
         appointment["cancelationReason"] = reason
     if res.service_types:
         appointment["serviceType"] = res.service_types
-    type_rep = sch.repetition(8) if sch.component(8) else sch.repetition(7)
-    if code := type_rep.component(1):
+    sch7 = sch.components(7)
+    type_ce = sch.components(8, 2) if sch.component(8) else [*sch7, "", ""]
+    if code := type_ce[0]:
         mapped = mapping.appointment_type(code)
-        text = type_rep.component(2) or code
+        text = type_ce[1] or code
         if mapped is None:
             bundle.unmapped.append(("appointment_types", code))
             appointment["appointmentType"] = {"text": text}
@@ -299,12 +319,12 @@ def _appointment(
                 "coding": [mapped.model_dump(exclude_none=True)],
                 "text": text,
             }
-    if reason := codeable(sch.repetition(7)):
+    if reason := concept(sch7):
         appointment["reasonCode"] = [reason]
     if window.start is not None:
-        appointment["start"] = _instant(window.start.utc)
+        appointment["start"] = _instant_of(instants, window.start.utc)
     if window.start is not None and window.end is not None:
-        appointment["end"] = _instant(window.end)
+        appointment["end"] = _instant_of(instants, window.end)
         minutes = round((window.end - window.start.utc).total_seconds() / 60)
         if minutes >= 1:
             appointment["minutesDuration"] = minutes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from adapters.gmed.errors import HL7ParseError
 
@@ -83,6 +84,7 @@ _CHARSETS = {
 }
 
 
+@lru_cache(maxsize=256)
 def python_codec(charset: str) -> str:
     """The Python codec for an MSH-18 name; unknown names are rejected, never guessed."""
     key = charset.strip().upper().replace(" ", "").replace("-", "").replace("_", "")
@@ -185,6 +187,17 @@ def _formatting(cmd: str) -> str | None:
     return None
 
 
+def _value(text: str, seps: Separators, codec: str) -> str:
+    """A component's value: its first subcomponent, unescaped; '' for the explicit null."""
+    if seps.subcomponent in text:
+        text = text.split(seps.subcomponent, 1)[0]
+    if not text or text == NULL:
+        return ""
+    if seps.escape in text:
+        return unescape(text, seps, codec)
+    return text
+
+
 class Repetition:
     """One repetition of a field: components split on first use."""
 
@@ -240,7 +253,16 @@ class Repetition:
 
     def values(self) -> list[str]:
         """Every component's unescaped value (first subcomponent), in one pass."""
-        return [self.component(c) for c in range(1, len(self._raw_components()) + 1)]
+        comps = self._components
+        if comps is None:
+            comps = self._components = self.raw.split(self._seps.component)
+        seps = self._seps
+        raw = self.raw
+        if seps.escape in raw or NULL in raw:
+            return [_value(c, seps, self._codec) for c in comps]
+        if seps.subcomponent in raw:
+            return [c.partition(seps.subcomponent)[0] for c in comps]
+        return list(comps)
 
     def is_null(self, comp: int | None = None, sub: int | None = None) -> bool:
         """True when the sender wrote ``""`` here: the value is to be cleared."""
@@ -257,7 +279,12 @@ class Repetition:
 
 
 class Segment:
-    """One segment; ``fields`` are split from ``raw`` the first time any is read."""
+    """One segment; ``fields`` are split from ``raw`` the first time any is read.
+
+    ``component`` reads straight from the field text (a split of a few short strings is
+    cheaper than building and caching Repetition objects); ``repetitions`` builds and caches
+    them for callers that walk a field.
+    """
 
     __slots__ = ("_codec", "_fields", "_reps", "_seps", "name", "position", "raw")
 
@@ -268,17 +295,20 @@ class Segment:
         self._seps = seps
         self._codec = codec
         self._fields: list[str] | None = None
-        self._reps: dict[int, list[Repetition]] = {}
+        self._reps: dict[int, list[Repetition]] | None = None
+
+    def _split(self) -> list[str]:
+        fields = self.raw.split(self._seps.field)
+        if self.name == "MSH":
+            fields.insert(1, self._seps.field)
+        self._fields = fields
+        return fields
 
     @property
     def fields(self) -> list[str]:
         """Escaped field texts; index n is field n (index 0 is the segment name)."""
-        if self._fields is None:
-            fields = self.raw.split(self._seps.field)
-            if self.name == "MSH":
-                fields.insert(1, self._seps.field)
-            self._fields = fields
-        return self._fields
+        fields = self._fields
+        return self._split() if fields is None else fields
 
     @property
     def field_count(self) -> int:
@@ -287,23 +317,32 @@ class Segment:
 
     def raw_field(self, n: int) -> str:
         """Escaped text of field n with all its repetitions; '' when absent."""
-        fields = self.fields
+        fields = self._fields
+        if fields is None:
+            fields = self._split()
         return fields[n] if 0 < n < len(fields) else ""
 
     def repetitions(self, n: int) -> list[Repetition]:
         """Every repetition of field n; [] when the field is empty."""
-        cached = self._reps.get(n)
-        if cached is not None:
-            return cached
+        cache = self._reps
+        if cache is None:
+            cache = self._reps = {}
+        else:
+            cached = cache.get(n)
+            if cached is not None:
+                return cached
         text = self.raw_field(n)
         if not text:
             reps: list[Repetition] = []
-        elif self.name == "MSH" and n <= 2:
+        elif n <= 2 and self.name == "MSH":
             reps = [Repetition(text, _LITERAL, self._codec)]
         else:
             seps, codec = self._seps, self._codec
-            reps = [Repetition(r, seps, codec) for r in text.split(seps.repetition)]
-        self._reps[n] = reps
+            if seps.repetition in text:
+                reps = [Repetition(r, seps, codec) for r in text.split(seps.repetition)]
+            else:
+                reps = [Repetition(text, seps, codec)]
+        cache[n] = reps
         return reps
 
     def repetition(self, n: int, rep: int = 1) -> Repetition:
@@ -315,14 +354,79 @@ class Segment:
 
     def component(self, n: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
         """Unescaped value at field n, component, subcomponent, repetition."""
-        if n <= 2 and self.name == "MSH":
-            return self.raw_field(n)
-        reps = self._reps.get(n)
-        if reps is None:
-            reps = self.repetitions(n)
-        if rep < 1 or rep > len(reps):
+        fields = self._fields
+        if fields is None:
+            fields = self._split()
+        if n <= 0 or n >= len(fields):
             return ""
-        return reps[rep - 1].component(comp, sub)
+        text = fields[n]
+        if not text:
+            return ""
+        if n <= 2 and self.name == "MSH":
+            return text
+        seps = self._seps
+        sep = seps.repetition
+        if sep in text:
+            parts = text.split(sep)
+            if rep < 1 or rep > len(parts):
+                return ""
+            text = parts[rep - 1]
+        elif rep != 1:
+            return ""
+        sep = seps.component
+        if sep in text:
+            parts = text.split(sep)
+            if comp < 1 or comp > len(parts):
+                return ""
+            text = parts[comp - 1]
+            if not text:
+                return ""
+        elif comp != 1:
+            return ""
+        sep = seps.subcomponent
+        if sep in text:
+            parts = text.split(sep)
+            text = parts[sub - 1] if 1 <= sub <= len(parts) else ""
+        elif sub != 1:
+            return ""
+        if text == NULL:
+            return ""
+        if seps.escape in text:
+            return unescape(text, seps, self._codec)
+        return text
+
+    def components(self, n: int, width: int = 0, rep: int = 1) -> list[str]:
+        """Every component of field n as ``component(n, c)`` gives it, padded to ``width``.
+
+        One call per composite (a CE, an XCN ...) instead of one per component.
+        """
+        fields = self._fields
+        if fields is None:
+            fields = self._split()
+        text = fields[n] if 0 < n < len(fields) else ""
+        if n <= 2 and self.name == "MSH":
+            values = [text]
+        elif not text:
+            values = []
+        else:
+            seps = self._seps
+            if seps.repetition in text:
+                parts = text.split(seps.repetition)
+                text = parts[rep - 1] if 1 <= rep <= len(parts) else ""
+            elif rep != 1:
+                text = ""
+            ss, esc = seps.subcomponent, seps.escape
+            if not text:
+                values = []
+            elif esc in text or NULL in text:
+                values = [_value(c, seps, self._codec) for c in text.split(seps.component)]
+            elif ss in text:
+                values = [c.partition(ss)[0] for c in text.split(seps.component)]
+            else:
+                values = text.split(seps.component)  # nothing to resolve: the usual case
+        if len(values) < width:
+            values += [""] * (width - len(values))
+        return values
 
     def field(self, n: int, rep: int = 1) -> str:
         """The value of a primitive field (for a composite: its first component)."""
@@ -406,7 +510,7 @@ def parse_message(raw: bytes) -> Message:
     """Decode and segment one HL7 v2 message; raise HL7ParseError saying what is wrong."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise HL7ParseError(f"expected bytes, got {type(raw).__name__}")
-    data = bytes(raw)
+    data = raw if type(raw) is bytes else bytes(raw)
     forced_codec = None
     if data.startswith(_BOM_UTF8):
         data = data[3:]
@@ -440,6 +544,10 @@ def parse_message(raw: bytes) -> Message:
     segments: list[Segment] = []
     fs = seps.field
     for line in text.split("\r"):
+        # Fast path: a segment id seen before (never MSH, which is checked every time).
+        if line[3:4] == fs and line[:3] in _NAMES_SEEN:
+            segments.append(Segment(line, seps, codec, len(segments)))
+            continue
         if not line or line.isspace():
             continue
         name = line[:3]
@@ -455,24 +563,37 @@ def parse_message(raw: bytes) -> Message:
     return Message(segments, seps, charset, codec)
 
 
+_NAMES_SEEN: set[str] = set()
+"""Segment ids already found valid: a feed uses a few dozen, so each is checked once."""
+
+
 def _valid_name(name: str) -> bool:
-    return (
+    if (
         len(name) == 3
         and name.isascii()
         and name.isalnum()
         and name[0].isalpha()
         and name.upper() == name
-    )
+    ):
+        if name != "MSH" and len(_NAMES_SEEN) < 4096:
+            _NAMES_SEEN.add(name)
+        return True
+    return False
 
 
 def _separators(data: bytes) -> Separators:
     if len(data) < 8:
         raise HL7ParseError(f"MSH too short to declare separators: {data[:20]!r}")
-    fs = chr(data[3])
     end = data.find(data[3:4], 4)
-    enc_bytes = data[4:end] if end >= 0 else data[4:]
+    return _declared_separators(data[3], data[4:end] if end >= 0 else data[4:])
+
+
+@lru_cache(maxsize=64)
+def _declared_separators(fs_byte: int, enc_bytes: bytes) -> Separators:
+    """Checked once per delimiter set: a feed declares the same one in every MSH."""
+    fs = chr(fs_byte)
     enc = enc_bytes.decode("latin-1")
-    if data[3] >= 0x80 or fs.isalnum() or fs in "\r\n ":
+    if fs_byte >= 0x80 or fs.isalnum() or fs in "\r\n ":
         raise HL7ParseError(f"MSH-1 field separator {fs!r} is not a usable separator")
     if len(enc) not in (4, 5):
         raise HL7ParseError(

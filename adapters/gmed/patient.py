@@ -36,14 +36,16 @@ def patient_record(pid: Segment, notes: list[str]) -> SourceRecord | None:
     identifiers: list[Identifier] = []
     fhir_ids: list[dict[str, Any]] = []
     for rep in pid.repetitions(3):
-        value = rep.component(1)
+        cx = rep.values()
+        value = cx[0]
         if not value:
             continue
-        authority = rep.component(4, 1) or rep.component(4, 2)
+        cx += [""] * (5 - len(cx))
+        authority = cx[3] or rep.component(4, 2)
         ident = Identifier(system("patient", authority), value)
         identifiers.append(ident)
         entry: dict[str, Any] = {"system": ident.system, "value": value}
-        if id_type := rep.component(5):
+        if id_type := cx[4]:
             entry["type"] = {"coding": [{"system": _V2_0203, "code": id_type}]}
         fhir_ids.append(entry)
     if not identifiers:
@@ -52,9 +54,9 @@ def patient_record(pid: Segment, notes: list[str]) -> SourceRecord | None:
     resource: dict[str, Any] = {"resourceType": "Patient", "identifier": fhir_ids}
     if names := _names(pid):
         resource["name"] = names
-    if birth := _birth_date(pid.field(7), notes):
+    if birth := _birth_date(pid.component(7), notes):
         resource["birthDate"] = birth
-    gender = pid.field(8)
+    gender = pid.component(8)
     if gender:
         mapped = _GENDER.get(gender.upper())
         if mapped:
@@ -67,20 +69,22 @@ def patient_record(pid: Segment, notes: list[str]) -> SourceRecord | None:
 def _names(pid: Segment) -> list[dict[str, Any]]:
     names: list[dict[str, Any]] = []
     for rep in pid.repetitions(5):
-        family = rep.component(1, 1)
-        given = [g for g in (rep.component(2), rep.component(3)) if g]
+        xpn = rep.values()
+        xpn += [""] * (7 - len(xpn))
+        family = xpn[0]
+        given = [g for g in (xpn[1], xpn[2]) if g]
         if not family and not given:
             continue
         name: dict[str, Any] = {}
-        if use := _NAME_USE.get(rep.component(7).upper()):
+        if use := _NAME_USE.get(xpn[6].upper()):
             name["use"] = use
         if family:
             name["family"] = family
         if given:
             name["given"] = given
-        if suffix := rep.component(4):
+        if suffix := xpn[3]:
             name["suffix"] = [suffix]
-        if prefix := rep.component(5):
+        if prefix := xpn[4]:
             name["prefix"] = [prefix]
         names.append(name)
     return names

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from adapters.gmed.codes import codeable, system
-from adapters.gmed.parser import ResourceGroup, ResourceItem
-from adapters.gmed.timing import AIX_FIELDS, AixTiming, TimeMemo, aix_timing
+from adapters.gmed.codes import concept, system
+from adapters.gmed.parser import ResourceGroup, ResourceItem, Segment
+from adapters.gmed.timing import AIX_FIELDS, AixTiming, DurationMemo, TimeMemo, aix_timing
 from canonical.records import Identifier, SourceRecord, conditional_reference
 from mappings.model import Crosswalk, MappingSet
 
@@ -66,36 +66,47 @@ def read_resources(
 ) -> Resources:
     """Every AIx segment of every RGS group, in message order, actors de-duplicated."""
     out = Resources()
+    actors, participations, timings = out.actors, out.participations, out.timings
+    durations: DurationMemo = {}
     for group in groups:
         for item in group.items:
             seg = item.segment
-            timing = aix_timing(item, zone, memo)
-            out.timings.append((item, timing))
-            status = seg.component(AIX_FIELDS[seg.name][3])
+            name = seg.name
+            timing = aix_timing(item, zone, memo, durations)
+            timings.append((item, timing))
+            status = seg.component(AIX_FIELDS[name][3])
             if status:
                 out.filler_statuses.append(status)
-            if seg.name == "AIS":
-                concept = codeable(seg.repetition(3))
-                if concept is not None and concept not in out.service_types:
-                    out.service_types.append(concept)
+            if name == "AIS":
+                service = concept(seg.components(3))
+                if service is not None and service not in out.service_types:
+                    out.service_types.append(service)
                 continue
-            actor, participant = _ACTOR_READERS[seg.name](item, mapping, notes)
+            actor, participant = _ACTOR_READERS[name](seg, mapping, notes)
             if actor is not None:
-                actor = out.actors.setdefault(actor.local_key, actor)
+                actor = actors.setdefault(actor.local_key, actor)
                 participant["actor"] = {"reference": actor.reference}
-            if "actor" not in participant and "type" not in participant:
+            elif "actor" not in participant and "type" not in participant:
                 continue
-            out.participations.append(Participation(actor, participant, status, timing))
+            participations.append(Participation(actor, participant, status, timing))
     return out
 
 
+_Read = tuple[Actor | None, dict[str, Any]]
+"""An AIx segment's actor (None when it names none) and its participant entry so far."""
+
+_PROVIDER_SYSTEM = system("provider")
+_LOCATION_SYSTEM = system("location")
+_RESOURCE_SYSTEM = system("resource")
+
+
 def _practitioner(local_id: str, cw: Crosswalk | None, name: dict[str, Any] | None) -> Actor:
-    local = Identifier(system("provider"), local_id)
-    identifiers = [local] + ([Identifier(cw.system, cw.value)] if cw else [])
-    resource: dict[str, Any] = {
-        "resourceType": "Practitioner",
-        "identifier": [{"system": i.system, "value": i.value} for i in identifiers],
-    }
+    identifiers = [Identifier(_PROVIDER_SYSTEM, local_id)]
+    fhir_ids = [{"system": _PROVIDER_SYSTEM, "value": local_id}]
+    if cw is not None:
+        identifiers.append(Identifier(cw.system, cw.value))
+        fhir_ids.append({"system": cw.system, "value": cw.value})
+    resource: dict[str, Any] = {"resourceType": "Practitioner", "identifier": fhir_ids}
     if name:
         resource["name"] = [name]
     elif cw is not None and cw.display:
@@ -108,22 +119,19 @@ def _practitioner(local_id: str, cw: Crosswalk | None, name: dict[str, Any] | No
     )
 
 
-def _aip(
-    item: ResourceItem, mapping: MappingSet, notes: list[str]
-) -> tuple[Actor | None, dict[str, Any]]:
-    seg = item.segment
-    xcn = seg.repetition(3)
+def _aip(seg: Segment, mapping: MappingSet, notes: list[str]) -> _Read:
+    xcn = seg.components(3, 6)
     participant: dict[str, Any] = {}
-    if role := codeable(seg.repetition(4)):
+    if role := concept(seg.components(4)):
         participant["type"] = [role]
-    local_id = xcn.component(1)
+    local_id = xcn[0]
     name: dict[str, Any] = {}
-    if family := xcn.component(2, 1):
+    if family := xcn[1]:
         name["family"] = family
-    given = [g for g in (xcn.component(3), xcn.component(4)) if g]
+    given = [g for g in (xcn[2], xcn[3]) if g]
     if given:
         name["given"] = given
-    if prefix := xcn.component(6):
+    if prefix := xcn[5]:
         name["prefix"] = [prefix]
     if not local_id:
         if name:
@@ -134,32 +142,30 @@ def _aip(
     return _practitioner(local_id, mapping.provider(local_id), name or None), participant
 
 
-def _ail(
-    item: ResourceItem, mapping: MappingSet, notes: list[str]
-) -> tuple[Actor | None, dict[str, Any]]:
-    seg = item.segment
-    pl = seg.repetition(3)
+def _ail(seg: Segment, mapping: MappingSet, notes: list[str]) -> _Read:
+    pl = seg.components(3, 9)
     participant: dict[str, Any] = {}
-    parts = [pl.component(1), pl.component(2), pl.component(3), pl.component(4, 1)]
+    parts = pl[:4]
     while parts and not parts[-1]:
         parts.pop()
     if not parts:
         return None, participant
     local_id = "^".join(parts)
-    local = Identifier(system("location"), local_id)
+    identifiers = [Identifier(_LOCATION_SYSTEM, local_id)]
+    fhir_ids = [{"system": _LOCATION_SYSTEM, "value": local_id}]
     cw = mapping.location(local_id)
-    identifiers = [local] + ([Identifier(cw.system, cw.value)] if cw else [])
-    label = pl.component(9) or " / ".join(
-        p for p in (pl.component(4, 1), pl.component(7), pl.component(8), *parts[:3]) if p
-    )
+    if cw is not None:
+        identifiers.append(Identifier(cw.system, cw.value))
+        fhir_ids.append({"system": cw.system, "value": cw.value})
+    label = pl[8] or " / ".join([p for p in (pl[3], pl[6], pl[7], *parts[:3]) if p])
     resource: dict[str, Any] = {
         "resourceType": "Location",
-        "identifier": [{"system": i.system, "value": i.value} for i in identifiers],
+        "identifier": fhir_ids,
         "status": "active",
         "mode": "instance",
         "name": (cw.display if cw and cw.display else label),
     }
-    if kind := codeable(seg.repetition(4)):
+    if kind := concept(seg.components(4)):
         resource["type"] = [kind]
     target = identifiers[-1]
     actor = Actor(
@@ -170,16 +176,12 @@ def _ail(
     return actor, participant
 
 
-def _aig(
-    item: ResourceItem, mapping: MappingSet, notes: list[str]
-) -> tuple[Actor | None, dict[str, Any]]:
-    seg = item.segment
-    ce = seg.repetition(3)
+def _aig(seg: Segment, mapping: MappingSet, notes: list[str]) -> _Read:
+    local_id, text = seg.components(3, 2)[:2]
     participant: dict[str, Any] = {}
-    kind = codeable(seg.repetition(4))
+    kind = concept(seg.components(4))
     if kind is not None:
         participant["type"] = [kind]
-    local_id, text = ce.component(1), ce.component(2)
     if not local_id:
         if kind is not None:
             notes.append(f"AIG-3 is empty; participant kept with its type {kind['text']!r} only")
@@ -187,17 +189,17 @@ def _aig(
     cw = mapping.provider(local_id)
     if cw is not None:
         return _practitioner(local_id, cw, {"text": text} if text else None), participant
-    ident = Identifier(system("resource"), local_id)
+    ident = Identifier(_RESOURCE_SYSTEM, local_id)
     resource: dict[str, Any] = {
         "resourceType": "Device",
-        "identifier": [{"system": ident.system, "value": local_id}],
+        "identifier": [{"system": _RESOURCE_SYSTEM, "value": local_id}],
         "deviceName": [{"name": text or local_id, "type": "user-friendly-name"}],
     }
     if kind is not None:
         resource["type"] = kind
     actor = Actor(
         SourceRecord("Device", [ident], resource),
-        conditional_reference("Device", ident.system, ident.value),
+        conditional_reference("Device", _RESOURCE_SYSTEM, local_id),
         f"Device/{local_id}",
     )
     return actor, participant

@@ -39,36 +39,60 @@ class HL7Time:
     had_offset: bool
 
 
+_SCALE = {8: 1_000_000, 10: 10_000, 12: 100, 14: 1}
+"""Digits of a date-only to full-seconds TS, scaled to YYYYMMDDHHMMSS."""
+
+
 def parse_ts(text: str, zone: tzinfo) -> HL7Time:
-    """Read ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`` into an aware UTC datetime."""
+    """Read ``YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`` into an aware UTC datetime.
+
+    The usual shapes (8 to 14 ASCII digits, optional +/-ZZZZ) are read arithmetically, the
+    rest by the regex; both accept and reject the same texts with the same reasons.
+    """
     raw = text.strip()
-    match = _TS.fullmatch(raw)
-    if match is None or (match["fraction"] and not match["second"]):
-        raise InvalidTime(f"{text!r} is not an HL7 date/time (YYYYMMDD[HHMM[SS[.S]]][+ZZZZ])")
-    parts = match.groupdict()
+    body, offset = raw, None
+    if len(raw) > 5 and raw[-5] in "+-":
+        body, offset = raw[:-5], raw[-5:]
+    scale = _SCALE.get(len(body))
+    if (
+        scale is not None
+        and body.isdigit()
+        and body.isascii()
+        and (offset is None or (offset[1:].isdigit() and offset[1:].isascii()))
+    ):
+        rest, second = divmod(int(body) * scale, 100)
+        rest, minute = divmod(rest, 100)
+        rest, hour = divmod(rest, 100)
+        rest, day = divmod(rest, 100)
+        year, month = divmod(rest, 100)
+        micro = 0
+    else:
+        match = _TS.fullmatch(raw)
+        if match is None or (match["fraction"] and not match["second"]):
+            raise InvalidTime(f"{text!r} is not an HL7 date/time (YYYYMMDD[HHMM[SS[.S]]][+ZZZZ])")
+        parts = match.groupdict()
+        year = int(parts["year"])
+        month = int(parts["month"] or 1)
+        day = int(parts["day"] or 1)
+        hour = int(parts["hour"] or 0)
+        minute = int(parts["minute"] or 0)
+        second = int(parts["second"] or 0)
+        micro = int((parts["fraction"] or "0").ljust(6, "0"))
+        offset = parts["offset"]
     try:
-        local = datetime(
-            int(parts["year"]),
-            int(parts["month"] or 1),
-            int(parts["day"] or 1),
-            int(parts["hour"] or 0),
-            int(parts["minute"] or 0),
-            int(parts["second"] or 0),
-            int((parts["fraction"] or "0").ljust(6, "0")),
+        # fold=0 (the datetime default): see the module docstring for DST gaps and overlaps
+        moment = datetime(
+            year, month, day, hour, minute, second, micro, zone if offset is None else UTC
         )
     except ValueError as exc:
         raise InvalidTime(f"{text!r} is not a valid date/time: {exc}") from None
-    offset = parts["offset"]
-    if offset is None:
-        aware = local.replace(tzinfo=zone, fold=0)
-    else:
+    if offset is not None:
         hours, minutes = int(offset[1:3]), int(offset[3:5])
         if hours > 23 or minutes > 59:
             raise InvalidTime(f"{text!r} has an impossible UTC offset {offset}")
-        delta = timedelta(hours=hours, minutes=minutes)
-        aware = local - delta if offset[0] == "+" else local + delta
-        aware = aware.replace(tzinfo=UTC)
-    return HL7Time(aware.astimezone(UTC), raw, offset is not None)
+        delta = timedelta(0, hours * 3600 + minutes * 60)
+        moment = moment - delta if offset[0] == "+" else moment + delta
+    return HL7Time(moment.astimezone(UTC), raw, offset is not None)
 
 
 def to_hl7_ts(moment: datetime, zone: tzinfo) -> str:
@@ -98,6 +122,9 @@ _UNITS = {
 
 
 def _unit(code: str, text: str) -> timedelta:
+    found = _UNITS.get(code)  # already a canonical spelling: the usual case
+    if found is not None:
+        return found
     for candidate in (code, text):
         found = _UNITS.get(candidate.strip().casefold())
         if found is not None:

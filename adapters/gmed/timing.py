@@ -20,6 +20,7 @@ from adapters.gmed.times import HL7Time, parse_duration, parse_tq_duration, pars
 __all__ = [
     "AIX_FIELDS",
     "AixTiming",
+    "DurationMemo",
     "TimeMemo",
     "Window",
     "aix_timing",
@@ -58,6 +59,8 @@ class Window:
     original_text: str | None
 
 
+_MINUTE = timedelta(minutes=1)
+
 TimeMemo = dict[str, HL7Time]
 """Times already read in this message: its AIx segments usually repeat one start."""
 
@@ -72,12 +75,30 @@ def read_time(text: str, zone: tzinfo, memo: TimeMemo) -> HL7Time | None:
     return found
 
 
-def aix_timing(item: ResourceItem, zone: tzinfo, memo: TimeMemo) -> AixTiming:
+DurationMemo = dict[tuple[str, str, str], timedelta | None]
+"""Durations already read in this message: its AIx segments usually repeat one length."""
+
+
+def aix_timing(
+    item: ResourceItem, zone: tzinfo, memo: TimeMemo, durations: DurationMemo | None = None
+) -> AixTiming:
     """An AIS/AIG/AIL/AIP segment's own start and duration."""
     seg = item.segment
     start_f, dur_f, unit_f, _ = AIX_FIELDS[seg.name]
-    start = read_time(seg.component(start_f), zone, memo)
-    duration = parse_duration(seg.field(dur_f), seg.component(unit_f, 1), seg.component(unit_f, 2))
+    text = seg.component(start_f)
+    start = (memo.get(text) or read_time(text, zone, memo)) if text else None
+    amount = seg.component(dur_f)
+    duration = None
+    if amount:  # parse_duration reads no units without an amount
+        unit_code, unit_text = seg.components(unit_f, 2)[:2]
+        if durations is None:
+            duration = parse_duration(amount, unit_code, unit_text)
+        else:
+            key = (amount, unit_code, unit_text)
+            if key in durations:
+                duration = durations[key]
+            else:
+                duration = durations[key] = parse_duration(amount, unit_code, unit_text)
     return AixTiming(start, duration)
 
 
@@ -95,29 +116,31 @@ def appointment_window(
     memo: TimeMemo,
 ) -> Window:
     """Choose the appointment's window and note every source that disagrees with it."""
-    sch_duration = parse_duration(sch.field(9), sch.component(10, 1), sch.component(10, 2))
-    sch11 = sch.repetition(11)
-    sch11_start = read_time(sch11.component(4), zone, memo)
-    sch11_end = read_time(sch11.component(5), zone, memo)
+    unit_code, unit_text = sch.components(10, 2)[:2]
+    sch_duration = parse_duration(sch.component(9), unit_code, unit_text)
+    sch11 = sch.components(11, 5)
+    sch11_start = read_time(sch11[3], zone, memo)
+    sch11_end = read_time(sch11[4], zone, memo)
     bare_unit = None
-    if sch.component(10, 1) or sch.component(10, 2):  # a bare TQ number is in SCH-10 units
-        bare_unit = parse_duration("1", sch.component(10, 1), sch.component(10, 2))
-    sch11_text = sch11.component(3)
-    sch11_duration = parse_tq_duration(sch11_text, bare_unit or timedelta(minutes=1))
-    if sch11_text and sch11_duration is None:
-        notes.append(f"SCH-11.3 duration {sch11_text!r} is not readable; ignored")
+    if unit_code or unit_text:  # a bare TQ number is in SCH-10 units
+        bare_unit = parse_duration("1", unit_code, unit_text)
+    sch11_text = sch11[2]
+    sch11_duration = None
+    if sch11_text:
+        sch11_duration = parse_tq_duration(sch11_text, bare_unit or _MINUTE)
+        if sch11_duration is None:
+            notes.append(f"SCH-11.3 duration {sch11_text!r} is not readable; ignored")
 
     start: HL7Time | None = None
     end: HL7Time | None = None
     own: timedelta | None = None
     source = ""
     for tq1 in message.segments("TQ1"):
-        if tq1.component(7):
-            start = read_time(tq1.component(7), zone, memo)
+        if text := tq1.component(7):
+            start = read_time(text, zone, memo)
             end = read_time(tq1.component(8), zone, memo)
-            own = parse_duration(
-                tq1.component(13, 1), tq1.component(13, 2, 1), tq1.component(13, 2, 2)
-            )
+            if amount := tq1.component(13, 1):
+                own = parse_duration(amount, tq1.component(13, 2, 1), tq1.component(13, 2, 2))
             source = "TQ1"
             break
     if start is None and sch11_start is not None:
@@ -185,14 +208,17 @@ def _note_disagreements(
             f"{'/' + sch11_end.original if sch11_end else ''} differs from {source}; "
             f"{source} wins"
         )
+    if source == "AIx":  # the window is the AIx span itself: nothing to disagree with
+        return
     for item, timing in aix:
         if timing.start is None:
             continue
         seg = item.segment
-        differs = timing.start.utc != start or (
-            timing.end is not None and stop is not None and timing.end != stop
-        )
-        if differs and source != "AIx":
+        differs = timing.start.utc != start
+        if not differs and stop is not None:
+            end = timing.end
+            differs = end is not None and end != stop
+        if differs:
             notes.append(
                 f"{seg.name} ({seg.component(3)}) starts {timing.start.original}"
                 f"{' for ' + _fmt(timing.duration) if timing.duration else ''}, unlike "
