@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def conditional_reference(resource_type: str, system: str, value: str) -> str:
@@ -18,8 +18,9 @@ def conditional_reference(resource_type: str, system: str, value: str) -> str:
     return f"{resource_type}?identifier={system}|{value}"
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
+class Identifier(NamedTuple):
+    """An identifier system and value; a tuple because adapters make a dozen per message."""
+
     system: str
     value: str
 

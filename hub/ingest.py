@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,6 +62,9 @@ class BatchingSink:
         self._writer_task: asyncio.Task[None] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-store")
         self._bus = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmony-publish")
+        self._unpublished: list[int] = []
+        self._unpublished_lock = threading.Lock()
+        self._publishing = False
 
     async def store(self, received: Received, ack: bytes | None) -> StoreOutcome:
         loop = asyncio.get_running_loop()
@@ -100,18 +104,31 @@ class BatchingSink:
                     future.set_result(stored)
             fresh = [s.id for s in results if not s.duplicate and s.status == "received"]
             if fresh and self._publish is not None:
-                loop.run_in_executor(self._bus, self._publish_quietly, fresh)
+                with self._unpublished_lock:
+                    self._unpublished.extend(fresh)
+                    start = not self._publishing
+                    self._publishing = True
+                if start:
+                    loop.run_in_executor(self._bus, self._publish_waiting)
 
-    def _publish_quietly(self, ids: list[int]) -> None:
-        # A failed publish loses nothing: the ids stay 'received' in the store and are
-        # re-queued by the stale sweep or on the next start.
+    def _publish_waiting(self) -> None:
+        """Publish every id committed so far in one bus message, until none are left.
+
+        A publish costs about as much as a commit, so ids from the commits that happened while
+        one was on its way go together in the next. A failed publish loses nothing: the ids
+        stay 'received' in the store and are re-queued by the stale sweep or on the next start.
+        """
         assert self._publish is not None
-        try:
-            self._publish(INBOUND, ids)
-        except Exception as exc:
-            log.warning(
-                "could not publish %d ids (they stay queued in the store): %s", len(ids), exc
-            )
+        while True:
+            with self._unpublished_lock:
+                ids, self._unpublished = self._unpublished, []
+                if not ids:
+                    self._publishing = False
+                    return
+            try:
+                self._publish(INBOUND, ids)
+            except Exception as exc:
+                log.warning("could not publish %d ids (they stay in the store): %s", len(ids), exc)
 
     async def close(self) -> None:
         if self._writer_task is not None:

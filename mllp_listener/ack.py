@@ -5,6 +5,7 @@ hl7apy is used only in the tests, as an oracle that parses what is built here.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -63,6 +64,7 @@ def escape(text: str, header: MessageHeader) -> str:
     return out.replace("\r", " ").replace("\n", " ")
 
 
+@functools.lru_cache(maxsize=64)
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for p in version.split("."):

@@ -7,6 +7,7 @@ echoed into the ACK unchanged and compared byte for byte when deduplicating.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -71,6 +72,10 @@ ERROR_TEXT: dict[str, str] = {
 }
 
 _SEARCH_MSH_BYTES = 4096
+# MSH-1 + MSH-2 byte strings already validated; few distinct values occur, the bound is for
+# hostile input.
+_GOOD_DELIMITERS: set[bytes] = set()
+_MAX_CACHED_DELIMITERS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,32 +170,41 @@ def _segment_end(raw: bytes, start: int) -> int:
     return cr if lf < 0 or cr < lf else lf
 
 
+def _delimiters_ok(fs: bytes, enc: bytes) -> bool:
+    return not (
+        len(enc) not in (4, 5)
+        or len(set(enc)) != len(enc)
+        or fs[0] in enc
+        or any(c < 0x21 or c > 0x7E or chr(c).isalnum() for c in enc)
+    )
+
+
 def _parse_msh(raw: bytes, start: int) -> MessageHeader:
     end = _segment_end(raw, start)
     seg = raw[start:end]
     if len(seg) < 8:
         raise HeaderError(f"MSH segment too short: {seg[:40]!r}", REQUIRED_FIELD_MISSING)
     fs = seg[3:4]
-    if fs.isalnum() or fs in b" \t\x0b\x1c" or fs[0] > 0x7E or fs[0] < 0x21:
-        raise HeaderError(f"invalid field separator {fs!r} in MSH-1", DATA_TYPE_ERROR)
     enc_end = seg.find(fs, 4)
     enc = seg[4:] if enc_end < 0 else seg[4:enc_end]
-    if (
-        len(enc) not in (4, 5)
-        or len(set(enc)) != len(enc)
-        or fs[0] in enc
-        or any(c < 0x21 or c > 0x7E or chr(c).isalnum() for c in enc)
-    ):
-        raise HeaderError(f"invalid encoding characters {enc[:8]!r} in MSH-2", DATA_TYPE_ERROR)
+    delimiters = seg[3:enc_end] if enc_end >= 0 else None
+    if delimiters is None or delimiters not in _GOOD_DELIMITERS:
+        if fs.isalnum() or fs in b" \t\x0b\x1c" or fs[0] > 0x7E or fs[0] < 0x21:
+            raise HeaderError(f"invalid field separator {fs!r} in MSH-1", DATA_TYPE_ERROR)
+        if not _delimiters_ok(fs, enc):
+            raise HeaderError(f"invalid encoding characters {enc[:8]!r} in MSH-2", DATA_TYPE_ERROR)
+        if delimiters is not None and len(_GOOD_DELIMITERS) < _MAX_CACHED_DELIMITERS:
+            _GOOD_DELIMITERS.add(delimiters)
 
     # Byte-level split only to read MSH-18; the segment is then decoded with that charset and
     # split again, which stays correct for multi-byte charsets whose trail bytes include '|'.
-    byte_fields = seg.split(fs)
-    charset_raw = byte_fields[17] if len(byte_fields) > 17 else b""
-    rep = enc[1:2]
-    charset_raw = charset_raw.split(rep, 1)[0] if rep else charset_raw
-    charset = charset_raw.decode("ascii", "replace").strip() or None
-
+    charset: str | None = None
+    if seg.count(fs) >= 17:
+        charset_raw = seg.split(fs, 18)[17]
+        if charset_raw:
+            rep = enc[1:2]
+            charset_raw = charset_raw.split(rep, 1)[0] if rep else charset_raw
+            charset = charset_raw.decode("ascii", "replace").strip() or None
     problem: HeaderError | None = None
     if charset is None:
         try:
@@ -227,30 +241,59 @@ def _parse_msh(raw: bytes, start: int) -> MessageHeader:
 def _fields_to_header(text: str, codec: str, charset: str | None) -> MessageHeader:
     fs = text[3]
     fields = text.split(fs)
+    if len(fields) < 16:
+        fields += [""] * (16 - len(fields))
+    # fields[0] is "MSH" and MSH-1 is the separator itself, so MSH-n is fields[n - 1].
     enc = fields[1]
     comp = enc[0]
-
-    def field(n: int) -> str:
-        # fields[0] is "MSH" and MSH-1 is the separator itself, so MSH-n is fields[n - 1].
-        return fields[n - 1] if len(fields) > n - 1 else ""
-
-    msg_type = field(9).split(enc[1], 1)[0].split(comp)
+    msg_type = fields[8].split(enc[1], 1)[0].split(comp)
     event = msg_type[1] if len(msg_type) > 1 else ""
     type_code = f"{msg_type[0]}^{event}" if msg_type[0] and event else msg_type[0]
-    return MessageHeader(
-        field_sep=fs,
-        encoding_chars=enc,
-        sending_application=field(3),
-        sending_facility=field(4),
-        receiving_application=field(5),
-        receiving_facility=field(6),
-        message_type=type_code,
-        message_structure=(msg_type[2] or None) if len(msg_type) > 2 else None,
-        control_id=field(10),
-        processing_id=field(11),
-        version=field(12).split(comp, 1)[0] or None,
-        accept_ack_type=field(15) or None,
-        application_ack_type=field(16) or None,
-        charset=charset,
-        codec=codec,
+    return _new_header(
+        fs,
+        enc,
+        fields[2],
+        fields[3],
+        fields[4],
+        fields[5],
+        type_code,
+        (msg_type[2] or None) if len(msg_type) > 2 else None,
+        fields[9],
+        fields[10],
+        fields[11].split(comp, 1)[0] or None,
+        fields[14] or None,
+        fields[15] or None,
+        charset,
+        codec,
     )
+
+
+(_S0, _S1, _S2, _S3, _S4, _S5, _S6, _S7, _S8, _S9, _S10, _S11, _S12, _S13, _S14) = tuple(
+    MessageHeader.__dict__[f.name].__set__ for f in dataclass_fields(MessageHeader)
+)
+_new_object = object.__new__
+
+
+def _new_header(
+    v0: str, v1: str, v2: str, v3: str, v4: str, v5: str, v6: str, v7: str | None, v8: str,
+    v9: str, v10: str | None, v11: str | None, v12: str | None, v13: str | None, v14: str,
+) -> MessageHeader:  # fmt: skip
+    """MessageHeader(v0, ..., v14) minus the frozen dataclass's object.__setattr__ per field,
+    which made up half of the parse; runs once per inbound message."""
+    h = _new_object(MessageHeader)
+    _S0(h, v0)
+    _S1(h, v1)
+    _S2(h, v2)
+    _S3(h, v3)
+    _S4(h, v4)
+    _S5(h, v5)
+    _S6(h, v6)
+    _S7(h, v7)
+    _S8(h, v8)
+    _S9(h, v9)
+    _S10(h, v10)
+    _S11(h, v11)
+    _S12(h, v12)
+    _S13(h, v13)
+    _S14(h, v14)
+    return h

@@ -23,7 +23,13 @@ from zoneinfo import ZoneInfo
 
 from adapters.gmed.codes import concept, system
 from adapters.gmed.errors import HL7ParseError, IncompleteMessage, NotSchedulingMessage
-from adapters.gmed.parser import Message, Segment, notes_after, parse_message, siu_resource_groups
+from adapters.gmed.parser import (
+    Message,
+    Segment,
+    notes_after,
+    parse_message,
+    siu_resource_segments,
+)
 from adapters.gmed.patient import patient_record
 from adapters.gmed.resources import Resources, read_resources
 from adapters.gmed.timing import TimeMemo, Window, appointment_window
@@ -165,7 +171,7 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
         raise IncompleteMessage(f"SIU^{trigger} has no SCH segment")
     ids = _appointment_ids(sch)
     memo: TimeMemo = {}
-    res = read_resources(siu_resource_groups(message), mapping, zone, notes, memo)
+    res = read_resources(siu_resource_segments(message), mapping, zone, notes, memo)
     status = _status(rule.status, sch, res, mapping)
     window = appointment_window(message, sch, res.timings, zone, notes, memo)
     if (window.start is None or window.end is None) and status not in _TIMELESS_OK:

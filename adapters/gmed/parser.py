@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import compress, count
 
 from adapters.gmed.errors import HL7ParseError
 
@@ -30,6 +31,7 @@ __all__ = [
     "parse_message",
     "python_codec",
     "siu_resource_groups",
+    "siu_resource_segments",
     "unescape",
 ]
 
@@ -260,8 +262,9 @@ class Repetition:
         raw = self.raw
         if seps.escape in raw or NULL in raw:
             return [_value(c, seps, self._codec) for c in comps]
-        if seps.subcomponent in raw:
-            return [c.partition(seps.subcomponent)[0] for c in comps]
+        ss = seps.subcomponent
+        if ss in raw:
+            return [c.partition(ss)[0] if ss in c else c for c in comps]
         return list(comps)
 
     def is_null(self, comp: int | None = None, sub: int | None = None) -> bool:
@@ -286,7 +289,7 @@ class Segment:
     them for callers that walk a field.
     """
 
-    __slots__ = ("_codec", "_fields", "_reps", "_seps", "name", "position", "raw")
+    __slots__ = ("_codec", "_fields", "_plain", "_reps", "_seps", "name", "position", "raw")
 
     def __init__(self, raw: str, seps: Separators, codec: str, position: int) -> None:
         self.raw = raw
@@ -298,9 +301,20 @@ class Segment:
         self._reps: dict[int, list[Repetition]] | None = None
 
     def _split(self) -> list[str]:
-        fields = self.raw.split(self._seps.field)
+        raw, seps = self.raw, self._seps
+        fields = raw.split(seps.field)
         if self.name == "MSH":
-            fields.insert(1, self._seps.field)
+            fields.insert(1, seps.field)
+            self._plain = False
+        else:
+            # Most segments hold no repetition, escape, subcomponent or null: their values
+            # are then their component texts, which the accessors read without checks.
+            self._plain = not (
+                seps.repetition in raw
+                or seps.escape in raw
+                or seps.subcomponent in raw
+                or NULL in raw
+            )
         self._fields = fields
         return fields
 
@@ -362,6 +376,12 @@ class Segment:
         text = fields[n]
         if not text:
             return ""
+        if self._plain and sub == 1 and rep == 1:
+            sep = self._seps.component
+            if sep in text:
+                parts = text.split(sep)
+                return parts[comp - 1] if 0 < comp <= len(parts) else ""
+            return text if comp == 1 else ""
         if n <= 2 and self.name == "MSH":
             return text
         seps = self._seps
@@ -404,6 +424,13 @@ class Segment:
         if fields is None:
             fields = self._split()
         text = fields[n] if 0 < n < len(fields) else ""
+        if self._plain and rep == 1:
+            if not text:
+                return [""] * width
+            values = text.split(self._seps.component)
+            if len(values) < width:
+                values += [""] * (width - len(values))
+            return values
         if n <= 2 and self.name == "MSH":
             values = [text]
         elif not text:
@@ -444,48 +471,71 @@ _LITERAL = Separators("\x00", "\x01", "\x02", "\x03", "\x04")
 
 
 class Message:
-    """A parsed message: its segments in order, indexed by name."""
+    """A parsed message: its segments in order, indexed by name.
 
-    __slots__ = ("_index", "_segments", "charset", "codec", "separators")
+    Segment objects are made the first time a segment is asked for: the normalizer reads
+    about half of an SIU's segments, and the rest (PV1, OBX, Z-segments ...) cost only a line.
+    """
+
+    __slots__ = ("_lines", "_names", "_segs", "charset", "codec", "separators")
 
     def __init__(
-        self, segments: list[Segment], separators: Separators, charset: str, codec: str
+        self, lines: list[str], names: list[str], separators: Separators, charset: str, codec: str
     ) -> None:
-        self._segments = segments
+        self._lines = lines
+        self._names = names
+        """Segment ids, parallel to the lines."""
+        self._segs: list[Segment | None] = [None] * len(lines)
         self.separators = separators
         self.charset = charset
         """MSH-18 as sent ('' when absent)."""
         self.codec = codec
         """The Python codec the bytes were decoded with."""
-        index: dict[str, list[Segment]] = {}
-        for seg in segments:
-            bucket = index.get(seg.name)
-            if bucket is None:
-                index[seg.name] = [seg]
-            else:
-                bucket.append(seg)
-        self._index = index
+
+    def at(self, position: int) -> Segment:
+        """The segment at a 0-based position (``Segment.position``)."""
+        seg = self._segs[position]
+        if seg is None:
+            seg = self._segs[position] = Segment(
+                self._lines[position], self.separators, self.codec, position
+            )
+        return seg
+
+    def positions(self, name: str) -> list[int]:
+        """The positions of the segments called ``name``, in message order."""
+        names = self._names
+        if name not in names:
+            return []
+        return [i for i, n in enumerate(names) if n == name]
 
     def segments(self, name: str | None = None) -> list[Segment]:
         """All segments called ``name`` in message order (every segment when None)."""
+        at = self.at
         if name is None:
-            return list(self._segments)
-        return list(self._index.get(name, ()))
+            return [at(i) for i in range(len(self._lines))]
+        return [at(i) for i in self.positions(name)]
 
     def segment(self, name: str) -> Segment | None:
         """The first segment called ``name``, if any."""
-        found = self._index.get(name)
-        return found[0] if found else None
+        names = self._names
+        if name not in names:
+            return None
+        return self.at(names.index(name))
 
     def __iter__(self) -> Iterator[Segment]:
-        return iter(self._segments)
+        return iter(self.segments())
 
     def __len__(self) -> int:
-        return len(self._segments)
+        return len(self._lines)
+
+    @property
+    def names(self) -> list[str]:
+        """Every segment id in message order (index = position)."""
+        return self._names
 
     @property
     def msh(self) -> Segment:
-        return self._segments[0]
+        return self.at(0)
 
     @property
     def message_code(self) -> str:
@@ -541,26 +591,27 @@ def parse_message(raw: bytes) -> Message:
         ) from None
     if "\n" in text:
         text = text.replace("\r\n", "\r").replace("\n", "\r")
-    segments: list[Segment] = []
+    lines: list[str] = []
+    names: list[str] = []
     fs = seps.field
     for line in text.split("\r"):
+        name = line[:3]
         # Fast path: a segment id seen before (never MSH, which is checked every time).
-        if line[3:4] == fs and line[:3] in _NAMES_SEEN:
-            segments.append(Segment(line, seps, codec, len(segments)))
+        if line[3:4] == fs and name in _NAMES_SEEN:
+            lines.append(line)
+            names.append(name)
             continue
         if not line or line.isspace():
             continue
-        name = line[:3]
         if not _valid_name(name) or (len(line) > 3 and line[3] != fs):
+            raise HL7ParseError(f"segment {len(lines) + 1} has no valid segment id: {line[:20]!r}")
+        if name == "MSH" and lines:
             raise HL7ParseError(
-                f"segment {len(segments) + 1} has no valid segment id: {line[:20]!r}"
+                f"a second MSH at segment {len(lines) + 1}: batches must be split first"
             )
-        if name == "MSH" and segments:
-            raise HL7ParseError(
-                f"a second MSH at segment {len(segments) + 1}: batches must be split first"
-            )
-        segments.append(Segment(line, seps, codec, len(segments)))
-    return Message(segments, seps, charset, codec)
+        lines.append(line)
+        names.append(name)
+    return Message(lines, names, seps, charset, codec)
 
 
 _NAMES_SEEN: set[str] = set()
@@ -674,12 +725,24 @@ def siu_resource_groups(message: Message) -> list[ResourceGroup]:
 def notes_after(message: Message, segment: Segment) -> list[Segment]:
     """The NTE segments directly after ``segment`` (and after a TQ1 that follows an SCH)."""
     found: list[Segment] = []
-    all_segments = message._segments
-    for seg in all_segments[segment.position + 1 :]:
-        if seg.name == "NTE":
-            found.append(seg)
-        elif not found and segment.name == "SCH" and seg.name in ("TQ1", "TQ2"):
+    names = message._names
+    for i in range(segment.position + 1, len(names)):
+        name = names[i]
+        if name == "NTE":
+            found.append(message.at(i))
+        elif not found and segment.name == "SCH" and name in ("TQ1", "TQ2"):
             continue
         else:
             break
     return found
+
+
+def siu_resource_segments(message: Message) -> list[Segment]:
+    """The AIS, AIG, AIL and AIP segments in message order: every RGS group's items, flat.
+
+    The normalizer needs no grouping, so it skips siu_resource_groups' group objects and the
+    Segment objects for the segments around them.
+    """
+    wanted = map(_RESOURCE_SEGMENTS.__contains__, message._names)
+    at = message.at
+    return [at(i) for i in compress(count(), wanted)]  # the scan itself runs in C

@@ -20,7 +20,7 @@ from datetime import tzinfo
 from typing import Any
 
 from adapters.gmed.codes import concept, system
-from adapters.gmed.parser import ResourceGroup, ResourceItem, Segment
+from adapters.gmed.parser import Segment
 from adapters.gmed.timing import AIX_FIELDS, AixTiming, DurationMemo, TimeMemo, aix_timing
 from canonical.records import Identifier, SourceRecord, conditional_reference
 from mappings.model import Crosswalk, MappingSet
@@ -53,42 +53,40 @@ class Resources:
     actors: dict[str, Actor] = field(default_factory=dict)
     participations: list[Participation] = field(default_factory=list)
     service_types: list[dict[str, Any]] = field(default_factory=list)
-    timings: list[tuple[ResourceItem, AixTiming]] = field(default_factory=list)
+    timings: list[tuple[Segment, AixTiming]] = field(default_factory=list)
     filler_statuses: list[str] = field(default_factory=list)
 
 
 def read_resources(
-    groups: list[ResourceGroup],
+    segments: list[Segment],
     mapping: MappingSet,
     zone: tzinfo,
     notes: list[str],
     memo: TimeMemo,
 ) -> Resources:
-    """Every AIx segment of every RGS group, in message order, actors de-duplicated."""
+    """Every AIx segment (``siu_resource_segments``), in message order, actors de-duplicated."""
     out = Resources()
     actors, participations, timings = out.actors, out.participations, out.timings
     durations: DurationMemo = {}
-    for group in groups:
-        for item in group.items:
-            seg = item.segment
-            name = seg.name
-            timing = aix_timing(item, zone, memo, durations)
-            timings.append((item, timing))
-            status = seg.component(AIX_FIELDS[name][3])
-            if status:
-                out.filler_statuses.append(status)
-            if name == "AIS":
-                service = concept(seg.components(3))
-                if service is not None and service not in out.service_types:
-                    out.service_types.append(service)
-                continue
-            actor, participant = _ACTOR_READERS[name](seg, mapping, notes)
-            if actor is not None:
-                actor = actors.setdefault(actor.local_key, actor)
-                participant["actor"] = {"reference": actor.reference}
-            elif "actor" not in participant and "type" not in participant:
-                continue
-            participations.append(Participation(actor, participant, status, timing))
+    for seg in segments:
+        name = seg.name
+        timing = aix_timing(seg, zone, memo, durations)
+        timings.append((seg, timing))
+        status = seg.component(AIX_FIELDS[name][3])
+        if status:
+            out.filler_statuses.append(status)
+        if name == "AIS":
+            service = concept(seg.components(3))
+            if service is not None and service not in out.service_types:
+                out.service_types.append(service)
+            continue
+        actor, participant = _ACTOR_READERS[name](seg, mapping, notes)
+        if actor is not None:
+            actor = actors.setdefault(actor.local_key, actor)
+            participant["actor"] = {"reference": actor.reference}
+        elif "actor" not in participant and "type" not in participant:
+            continue
+        participations.append(Participation(actor, participant, status, timing))
     return out
 
 

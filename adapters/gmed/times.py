@@ -16,9 +16,9 @@ The text as sent is always kept next to the UTC value.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
 
 from adapters.gmed.errors import InvalidDuration, InvalidTime
 
@@ -30,9 +30,11 @@ _TS = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class HL7Time:
-    """A TS/DTM read into UTC, with the source's own text and whether it carried an offset."""
+class HL7Time(NamedTuple):
+    """A TS/DTM read into UTC, with the source's own text and whether it carried an offset.
+
+    A named tuple, not a frozen dataclass: as immutable, and several times cheaper to make.
+    """
 
     utc: datetime
     original: str
@@ -60,6 +62,18 @@ def parse_ts(text: str, zone: tzinfo) -> HL7Time:
         and body.isascii()
         and (offset is None or (offset[1:].isdigit() and offset[1:].isascii()))
     ):
+        # Times with hours (minutes > 59 in the offset is refused below, not rolled over):
+        # one C call for the usual texts; anything it rejects gets the full path's reasons.
+        if scale < 1_000_000 and (offset is None or offset[3] < "6"):
+            iso = f"{body[:8]}T{body[8:]}"
+            try:
+                if offset is None:
+                    moment = datetime.fromisoformat(iso).replace(tzinfo=zone)
+                else:
+                    moment = datetime.fromisoformat(iso + offset)
+                return HL7Time(moment.astimezone(UTC), raw, offset is not None)
+            except (ValueError, OverflowError):
+                pass
         rest, second = divmod(int(body) * scale, 100)
         rest, minute = divmod(rest, 100)
         rest, hour = divmod(rest, 100)

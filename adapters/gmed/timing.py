@@ -10,11 +10,11 @@ SCH-9/10 says 60 s and TQ1 says 50 min: TQ1 wins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 from adapters.gmed.errors import InvalidTime
-from adapters.gmed.parser import Message, ResourceItem, Segment
+from adapters.gmed.parser import Message, Segment
 from adapters.gmed.times import HL7Time, parse_duration, parse_tq_duration, parse_ts
 
 __all__ = [
@@ -37,20 +37,19 @@ AIX_FIELDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class AixTiming:
+class AixTiming(NamedTuple):
+    """An AIx segment's own time; ``end`` is start + duration, None without either.
+
+    Named tuples (here and in Window) stay immutable and cost a fraction of a frozen
+    dataclass to make, which matters at several per message.
+    """
+
     start: HL7Time | None
     duration: timedelta | None
-
-    @property
-    def end(self) -> datetime | None:
-        if self.start is None or self.duration is None:
-            return None
-        return self.start.utc + self.duration
+    end: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """The appointment's time; start is None when the message gives none at all."""
 
     start: HL7Time | None
@@ -80,10 +79,9 @@ DurationMemo = dict[tuple[str, str, str], timedelta | None]
 
 
 def aix_timing(
-    item: ResourceItem, zone: tzinfo, memo: TimeMemo, durations: DurationMemo | None = None
+    seg: Segment, zone: tzinfo, memo: TimeMemo, durations: DurationMemo | None = None
 ) -> AixTiming:
     """An AIS/AIG/AIL/AIP segment's own start and duration."""
-    seg = item.segment
     start_f, dur_f, unit_f, _ = AIX_FIELDS[seg.name]
     text = seg.component(start_f)
     start = (memo.get(text) or read_time(text, zone, memo)) if text else None
@@ -99,7 +97,8 @@ def aix_timing(
                 duration = durations[key]
             else:
                 duration = durations[key] = parse_duration(amount, unit_code, unit_text)
-    return AixTiming(start, duration)
+    end = start.utc + duration if start is not None and duration is not None else None
+    return AixTiming(start, duration, end)
 
 
 def _fmt(delta: timedelta) -> str:
@@ -110,7 +109,7 @@ def _fmt(delta: timedelta) -> str:
 def appointment_window(
     message: Message,
     sch: Segment,
-    aix: list[tuple[ResourceItem, AixTiming]],
+    aix: list[tuple[Segment, AixTiming]],
     zone: tzinfo,
     notes: list[str],
     memo: TimeMemo,
@@ -184,7 +183,7 @@ def _note_disagreements(
     own: timedelta | None,
     sch11_start: HL7Time | None,
     sch11_end: HL7Time | None,
-    aix: list[tuple[ResourceItem, AixTiming]],
+    aix: list[tuple[Segment, AixTiming]],
 ) -> None:
     length = stop - start if stop is not None else None
     if length is not None:
@@ -210,10 +209,9 @@ def _note_disagreements(
         )
     if source == "AIx":  # the window is the AIx span itself: nothing to disagree with
         return
-    for item, timing in aix:
+    for seg, timing in aix:
         if timing.start is None:
             continue
-        seg = item.segment
         differs = timing.start.utc != start
         if not differs and stop is not None:
             end = timing.end

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hl7apy.parser import parse_message, parse_segment
 
-from mllp_listener import HeaderError, build_ack, parse_header
+from mllp_listener import HeaderError, MessageHeader, build_ack, parse_header
 from mllp_listener.ack import ack_code_for
 from tests.mllp_listener.mllp_support import FIXTURES, make_message
 
@@ -173,3 +174,38 @@ def test_msh15_decides_whether_and_how_to_answer(
     header = parse_header(make_message("M1", accept_ack=mode or ""))
     assert header.accept_ack_type == mode
     assert {code: ack_code_for(header, code) for code in expected} == expected
+
+
+def test_header_is_a_regular_message_header() -> None:
+    """parse_header fills the frozen dataclass by slot; it must equal the constructor's."""
+    raw = b"MSH|^~\\&|SA|SF|RA|RF|2024||SIU^S12^SIU_S12|C9|T|2.5^X|||NE|AL||8859/1\rSCH|1\r"
+    header = parse_header(raw)
+    expected = MessageHeader(
+        field_sep="|",
+        encoding_chars="^~\\&",
+        sending_application="SA",
+        sending_facility="SF",
+        receiving_application="RA",
+        receiving_facility="RF",
+        message_type="SIU^S12",
+        message_structure="SIU_S12",
+        control_id="C9",
+        processing_id="T",
+        version="2.5",
+        accept_ack_type="NE",
+        application_ack_type="AL",
+        charset="8859/1",
+        codec="latin-1",
+    )
+    assert header == expected and hash(header) == hash(expected)
+    assert dataclasses.replace(header) == header
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.control_id = "other"  # type: ignore[misc]
+
+
+def test_bad_delimiters_are_refused_after_good_ones_were_seen() -> None:
+    parse_header(b"MSH|^~\\&|A|B|C|D|2024||SIU^S12|1|P|2.5\r")
+    for raw in (b"MSH|^~\\^|A|B\r", b"MSH|^~\\a|A|B\r", b"MSH|^~\\||A|B\r"):
+        with pytest.raises(HeaderError) as info:
+            parse_header(raw)
+        assert info.value.hl7_error_code == "102"

@@ -10,6 +10,7 @@ import pytest
 from hl7apy.parser import parse_message
 
 from mllp_listener import FrameProblem, frame, parse_header
+from tests.mllp_listener.conftest import BOTH_LOOPS
 from tests.mllp_listener.mllp_support import (
     FIXTURES,
     FailingSink,
@@ -24,6 +25,8 @@ from tests.mllp_listener.mllp_support import (
 )
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
+
+pytestmark = BOTH_LOOPS
 
 
 async def test_many_messages_on_one_connection_are_stored_then_acked_in_order() -> None:

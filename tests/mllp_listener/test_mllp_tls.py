@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mllp_listener import client_ssl_context, server_ssl_context
+from tests.mllp_listener.conftest import BOTH_LOOPS
 from tests.mllp_listener.mllp_support import (
     RecordingSink,
     connected,
@@ -21,7 +22,10 @@ from tests.mllp_listener.mllp_support import (
     serving,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not found")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not found"),
+    BOTH_LOOPS,
+]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
