@@ -145,7 +145,7 @@ def _store_in(conn: Connection, batch: Sequence[NewMessage], now: datetime) -> l
             # Keyless rows (refused by the listener) go one by one: RETURNING order is not
             # guaranteed, and only the key tells rows apart.
             row = _row(message, sha, None, when)
-            new_id = conn.exec_driver_sql(_insert_sql(mark, 1), row).first()[0]  # type: ignore[index]
+            new_id = _driver_rows(conn, _insert_sql(mark, 1), row)[0][0]
             out[i] = Stored(new_id, False, message.ack, row[9])
         elif key in first_of:
             continue  # the same bytes twice in one batch: resolved from the first below
@@ -155,7 +155,7 @@ def _store_in(conn: Connection, batch: Sequence[NewMessage], now: datetime) -> l
     inserted: dict[str, int] = {}
     if keyed:
         params = tuple(value for _, row in keyed for value in row)
-        result = conn.exec_driver_sql(_insert_sql(mark, len(keyed)), params)
+        result = _driver_rows(conn, _insert_sql(mark, len(keyed)), params)
         inserted = {key: new_id for new_id, key in result}
     for i, row in keyed:
         if row[2] in inserted:
@@ -177,6 +177,16 @@ def _store_in(conn: Connection, batch: Sequence[NewMessage], now: datetime) -> l
             assert first is not None
             out[i] = Stored(first.id, True, first.ack, first.status)
     return [s for s in out if s is not None]
+
+
+def _driver_rows(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """Run on the DBAPI cursor, inside the Connection's transaction: no SQLAlchemy layers."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _datetime_to_db(conn: Connection) -> Any:
