@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from api import fhir, mappings, messages
 from api.deps import NotAuthenticated
-from hub.db import make_engine, session_factory
+from hub.db import engine_for, session_factory
 from hub.settings import Settings
 
 
@@ -18,7 +18,7 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     """Build the API; ``runtime`` is the hub runtime used for replays (None: API-only)."""
     app = FastAPI(title="Harmony", version="0.1.0")
     app.state.settings = settings
-    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.engine = engine or engine_for(settings)
     app.state.sessions = session_factory(app.state.engine)
     app.state.runtime = runtime
 

@@ -20,10 +20,11 @@ PACED_COUNT = 10_000
 PACED_RATE = 1_000.0
 
 
-def _harmony_env(port: int, database_url: str) -> dict[str, str]:
+def _harmony_env(port: int, database_url: str, synchronous: str) -> dict[str, str]:
     return {
         "HARMONY_MLLP_PORT": str(port),
         "HARMONY_DATABASE_URL": database_url,
+        "HARMONY_SQLITE_SYNCHRONOUS": synchronous,
         "HARMONY_BROKER_URL": "memory://",
         "HARMONY_LOG_LEVEL": "WARNING",
     }
@@ -33,9 +34,11 @@ def _load(port: int, tag: str, count: int, **kw: object) -> LoadResult:
     return asyncio.run(run_load("127.0.0.1", port, make_messages(count, tag), **kw))  # type: ignore[arg-type]
 
 
-def _harmony_run(database_url: str, tag: str) -> tuple[LoadResult, LoadResult]:
+def _harmony_run(
+    database_url: str, tag: str, synchronous: str = "FULL"
+) -> tuple[LoadResult, LoadResult]:
     port = free_port()
-    env = _harmony_env(port, database_url)
+    env = _harmony_env(port, database_url, synchronous)
     with process(harmony("mllp", env), port, env):
         _load(port, f"{tag}w", 1000)  # warm-up: imports, first connections, WAL creation
         full = _load(port, f"{tag}f", COUNT)
@@ -56,17 +59,16 @@ def run() -> list[str]:
         peer = _load(port, "h", 2000, reconnect_each=True)
     lines.append(f"  hl7apy MLLPServer (no store)*      {peer.summary()}")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        sqlite_full, sqlite_paced = _harmony_run(sqlite_url, "s")
+    runs = []
+    for synchronous in ("FULL", "NORMAL"):
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            runs.append((f"SQLite {synchronous}", *_harmony_run(sqlite_url, "s", synchronous)))
     with postgres_schema() as pg_url:
-        pg_full, pg_paced = _harmony_run(pg_url, "g")
+        runs.append(("PostgreSQL", *_harmony_run(pg_url, "g")))
 
-    for name, full, paced in (
-        ("SQLite", sqlite_full, sqlite_paced),
-        ("PostgreSQL", pg_full, pg_paced),
-    ):
-        lines.append(f"  Harmony, commit then ACK, {name:<10}{full.summary()}")
+    for name, full, paced in runs:
+        lines.append(f"  Harmony, commit then ACK, {name:<14}{full.summary()}")
         lines.append(
             f"      ratio to ceiling {full.rate / ceiling.rate:5.2f}, "
             f"to hl7apy {full.rate / peer.rate:6.1f}x"

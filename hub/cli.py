@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from hub import message_store
-from hub.db import make_engine
+from hub.db import engine_for
 from hub.message_store import MessageFilter, utcnow
 from hub.settings import Settings, get_settings
 
@@ -139,7 +139,7 @@ def messages_list(
     limit: int = 50,
 ) -> None:
     """Newest first, with status, attempts and last error."""
-    engine = make_engine(_settings().database_url)
+    engine = engine_for(_settings())
     total, rows = message_store.list_messages(
         engine, _filter(status, channel, message_type, error), limit=limit
     )
@@ -158,7 +158,7 @@ def messages_show(
     message_id: int, raw: bool = typer.Option(False, help="Print raw bytes only.")
 ) -> None:
     """One message: its metadata, raw body and ACK."""
-    engine = make_engine(_settings().database_url)
+    engine = engine_for(_settings())
     with engine.connect() as conn:
         row = message_store.get(conn, message_id)
     if row is None:
@@ -211,16 +211,14 @@ def messages_prune(
     """Delete finished messages older than the retention period (parked ones are kept)."""
     settings = _settings()
     keep = days if days is not None else settings.retention_days
-    removed = message_store.prune(
-        make_engine(settings.database_url), utcnow() - timedelta(days=keep)
-    )
+    removed = message_store.prune(engine_for(settings), utcnow() - timedelta(days=keep))
     typer.echo(f"pruned {removed} message(s) finished more than {keep} day(s) ago")
 
 
 @messages_app.command("stats")
 def messages_stats() -> None:
     """Counts by status."""
-    counts = message_store.counts_by_status(make_engine(_settings().database_url))
+    counts = message_store.counts_by_status(engine_for(_settings()))
     for status, count in sorted(counts.items()):
         typer.echo(f"{status:<10} {count}")
 

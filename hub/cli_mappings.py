@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from hub.db import make_engine
+from hub.db import engine_for
 from hub.settings import get_settings
 from mappings.errors import InvalidSourceName, NothingToRollBack, UnknownSource, UnknownVersion
 from mappings.model import MappingContent
@@ -44,7 +44,7 @@ def _user() -> str:
 @contextmanager
 def _store() -> Iterator[MappingStore]:
     """One transaction per command, committed only if the command succeeded."""
-    engine = make_engine(get_settings().database_url)
+    engine = engine_for(get_settings())
     try:
         with Session(engine) as session:
             try:

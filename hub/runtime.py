@@ -14,7 +14,7 @@ from canonical.repository import UpsertResult
 from hub import message_store
 from hub.bus import Bus, BusConsumer, Publisher
 from hub.changes import save_change
-from hub.db import make_engine
+from hub.db import engine_for
 from hub.message_store import INBOUND, OUTBOUND, utcnow
 from hub.outbound import OutboundSender
 from hub.settings import Settings
@@ -30,7 +30,7 @@ class HubRuntime:
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or engine_for(settings)
         self.bus = Bus(settings.broker_url, prefix=settings.broker_prefix)
         self.publisher: Publisher = self.bus.publisher()
         self.worker = Worker(

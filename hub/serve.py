@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.channels import GMED_ACCEPTED_TYPES
-from hub.db import make_engine
+from hub.db import SqliteCheckpointer, engine_for
 from hub.ingest import BatchingSink
 from hub.runtime import HubRuntime
 from hub.settings import Settings
@@ -40,12 +40,13 @@ async def serve_all(
     demo: bool = False,
 ) -> None:
     """Start the chosen roles and run until SIGINT/SIGTERM."""
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     if settings.is_development:
         from hub.migrate import upgrade
 
         await asyncio.to_thread(upgrade, settings.database_url)
     runtime = HubRuntime(settings, engine)
+    checkpointer = SqliteCheckpointer(engine).start() if engine.dialect.name == "sqlite" else None
     if workers:
         await asyncio.to_thread(runtime.start, workers)
     stop = asyncio.Event()
@@ -108,6 +109,8 @@ async def serve_all(
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(task, 5)
     await asyncio.to_thread(runtime.stop)
+    if checkpointer is not None:
+        checkpointer.stop()
 
 
 async def _demo(host: str, port: int) -> None:

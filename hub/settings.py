@@ -23,6 +23,7 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     database_url: str = Field(default_factory=lambda: f"sqlite:///{Path.cwd() / 'harmony.db'}")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     broker_url: str = "memory://"
     broker_prefix: str = "harmony"
     api_host: str = "127.0.0.1"
