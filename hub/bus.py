@@ -56,17 +56,14 @@ class Publisher:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._producer: Producer | None = None
+        self._publish: Callable[..., Any] | None = None
+        self._bound: dict[str, Queue] = {}
 
     def publish(self, direction: str, ids: Sequence[int]) -> None:
         if not ids:
             return
-        queue = self._bus.queues[direction]
         with self._lock:
-            if self._conn is None:
-                self._conn = self._bus.connection()
-                self._producer = Producer(self._conn)
-            assert self._producer is not None
-            publish = self._conn.ensure(self._producer, self._producer.publish, **RETRY_POLICY)
+            publish, queue = self._connected(direction)
             for start in range(0, len(ids), self.BATCH):
                 publish(
                     {"ids": list(ids[start : start + self.BATCH])},
@@ -77,11 +74,29 @@ class Publisher:
                     delivery_mode=2,
                 )
 
+    def _connected(self, direction: str) -> tuple[Callable[..., Any], Queue]:
+        """The retrying publish function and the queue bound to the producer's channel.
+
+        Both are made once per connection: building them per call cost more than the publish
+        itself. After a reconnect kombu rebinds the queue to the new channel on its own.
+        """
+        if self._conn is None or self._producer is None or self._publish is None:
+            self._conn = self._bus.connection()
+            self._producer = Producer(self._conn)
+            self._publish = self._conn.ensure(
+                self._producer, self._producer.publish, **RETRY_POLICY
+            )
+            self._bound = {}
+        queue = self._bound.get(direction)
+        if queue is None:
+            queue = self._bound[direction] = self._bus.queues[direction](self._producer.channel)
+        return self._publish, queue
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.release()
-            self._conn = self._producer = None
+            self._conn = self._producer = self._publish = None
 
 
 class BusConsumer(ConsumerMixin):
