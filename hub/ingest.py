@@ -52,8 +52,16 @@ class BatchingSink:
         *,
         channel: str = "gmed",
         max_batch: int = 500,
+        commit_in_loop: bool | None = None,
     ) -> None:
         self._engine = engine
+        # SQLite commits are CPU work under the GIL: a thread hand-off costs more than it
+        # overlaps (2,200 against 3,000 msg/s measured), and messages that arrive during the
+        # commit simply join the next batch. PostgreSQL commits wait on the server's fsync,
+        # which a thread overlaps with reading the next messages.
+        self._commit_in_loop = (
+            engine.dialect.name == "sqlite" if commit_in_loop is None else commit_in_loop
+        )
         self._publish = publish
         self._channel = channel
         self._max_batch = max_batch
@@ -90,9 +98,12 @@ class BatchingSink:
                 wake.clear()
             messages = [m for m, _ in batch]
             try:
-                results = await loop.run_in_executor(
-                    self._db, message_store.store_batch, self._engine, messages
-                )
+                if self._commit_in_loop:
+                    results = message_store.store_batch(self._engine, messages)
+                else:
+                    results = await loop.run_in_executor(
+                        self._db, message_store.store_batch, self._engine, messages
+                    )
             except Exception as exc:
                 log.error("message store commit failed for %d messages: %s", len(batch), exc)
                 for _, future in batch:
