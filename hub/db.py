@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -52,6 +54,53 @@ def _tune_sqlite(dbapi_connection: Any, synchronous: str) -> None:
 
 
 AUTOCHECKPOINT_PAGES = 20_000
+
+
+class WriteGate:
+    """One writer at a time on a SQLite file, with MLLP ingest first in line.
+
+    SQLite allows one writer; left to its busy handler, a waiting writer sleeps in steps of
+    up to 100 ms, and a stream of worker transactions starved ingest down to 88 msg/s with a
+    1.5 s p99. Inside one process this gate hands the file over at once, and a worker does
+    not start a transaction while an ACK is waiting on a commit. PostgreSQL needs no gate.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent = 0
+
+    @contextmanager
+    def hold(self, *, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            self._urgent += urgent
+            while self._busy or (not urgent and self._urgent):
+                self._cond.wait()
+            self._urgent -= urgent
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+_GATES: dict[str, WriteGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+@contextmanager
+def write_turn(engine: Engine, *, urgent: bool = False) -> Iterator[None]:
+    """Wait for this process's turn to write (SQLite only; a no-op elsewhere)."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    key = str(engine.url.database)
+    with _GATES_LOCK:
+        gate = _GATES.setdefault(key, WriteGate())
+    with gate.hold(urgent=urgent):
+        yield
 
 
 class SqliteCheckpointer:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 
 from hub import message_store
+from hub.db import write_turn
 from hub.message_store import INBOUND, NewMessage, Stored
 from mllp_listener.sink import Received, StoreOutcome
 
@@ -99,11 +100,9 @@ class BatchingSink:
             messages = [m for m, _ in batch]
             try:
                 if self._commit_in_loop:
-                    results = message_store.store_batch(self._engine, messages)
+                    results = self._commit(messages)
                 else:
-                    results = await loop.run_in_executor(
-                        self._db, message_store.store_batch, self._engine, messages
-                    )
+                    results = await loop.run_in_executor(self._db, self._commit, messages)
             except Exception as exc:
                 log.error("message store commit failed for %d messages: %s", len(batch), exc)
                 for _, future in batch:
@@ -121,6 +120,10 @@ class BatchingSink:
                     self._publishing = True
                 if start:
                     loop.run_in_executor(self._bus, self._publish_waiting)
+
+    def _commit(self, messages: list[NewMessage]) -> list[Stored]:
+        with write_turn(self._engine, urgent=True):
+            return message_store.store_batch(self._engine, messages)
 
     def _publish_waiting(self) -> None:
         """Publish every id committed so far in one bus message, until none are left.

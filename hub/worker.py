@@ -18,6 +18,7 @@ from canonical.records import Provenance
 from canonical.repository import CanonicalRepository
 from hub import message_store
 from hub.channels import inbound_channel
+from hub.db import write_turn
 from hub.events import events_from_results, record_events
 from hub.message_store import INBOUND, OUTBOUND
 from hub.outbound import OutboundSender, route_changes
@@ -66,7 +67,7 @@ class Worker:
 
     def _normalize_and_store(self, message_id: int) -> list[int] | None:
         """Returns the ids of outbound messages the change queued (None: not ours to do)."""
-        with self.sessions.begin() as session:
+        with write_turn(self.engine), self.sessions.begin() as session:
             conn = session.connection()
             row = message_store.claim(conn, message_id)
             if row is None:
