@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -60,29 +61,44 @@ class WriteGate:
     """One writer at a time on a SQLite file, with MLLP ingest first in line.
 
     SQLite allows one writer; left to its busy handler, a waiting writer sleeps in steps of
-    up to 100 ms, and a stream of worker transactions starved ingest down to 88 msg/s with a
-    1.5 s p99. Inside one process this gate hands the file over at once, and a worker does
-    not start a transaction while an ACK is waiting on a commit. PostgreSQL needs no gate.
+    up to 100 ms, and worker transactions starved ingest down to 88 msg/s with a 1.5 s p99.
+    Inside one process this gate hands the file over at once. A worker (not urgent) writes
+    only when ingest has been quiet for ``quiet`` seconds, or after waiting ``patience``
+    seconds, so ACKs come first and the backlog still drains. PostgreSQL needs no gate.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: float = 0.005, patience: float = 0.25) -> None:
         self._cond = threading.Condition()
         self._busy = False
         self._urgent = 0
+        self._last_urgent = 0.0
+        self._quiet = quiet
+        self._patience = patience
 
     @contextmanager
     def hold(self, *, urgent: bool) -> Iterator[None]:
         with self._cond:
-            self._urgent += urgent
-            while self._busy or (not urgent and self._urgent):
-                self._cond.wait()
-            self._urgent -= urgent
+            if urgent:
+                self._urgent += 1
+                while self._busy:
+                    self._cond.wait()
+                self._urgent -= 1
+            else:
+                deadline = time.monotonic() + self._patience
+                while True:
+                    now = time.monotonic()
+                    ingest_quiet = not self._urgent and now - self._last_urgent >= self._quiet
+                    if not self._busy and (ingest_quiet or now >= deadline):
+                        break
+                    self._cond.wait(max(0.001, min(self._quiet, deadline - now)))
             self._busy = True
         try:
             yield
         finally:
             with self._cond:
                 self._busy = False
+                if urgent:
+                    self._last_urgent = time.monotonic()
                 self._cond.notify_all()
 
 
