@@ -14,21 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from canonical.errors import RejectedInput
+from canonical.model import APPOINTMENT_STATUS
 
-APPOINTMENT_STATUSES = frozenset(
-    {
-        "proposed",
-        "pending",
-        "booked",
-        "arrived",
-        "fulfilled",
-        "cancelled",
-        "noshow",
-        "entered-in-error",
-        "checked-in",
-        "waitlist",
-    }
-)
+APPOINTMENT_STATUSES = APPOINTMENT_STATUS
 """FHIR R4 Appointment.status; fhir.resources does not enforce it, so mapping sets do."""
 
 

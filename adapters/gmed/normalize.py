@@ -34,11 +34,11 @@ from adapters.gmed.patient import patient_record
 from adapters.gmed.resources import Resources, read_resources
 from adapters.gmed.timing import TimeMemo, Window, appointment_window
 from canonical.errors import InvalidResource
+from canonical.model import APPOINTMENT_STATUS
 from canonical.records import Identifier, SourceBundle, SourceRecord, conditional_reference
 from mappings.model import MappingSet
 
 __all__ = [
-    "APPOINTMENT_STATUSES",
     "FILLER_STATUS_URL",
     "TRIGGER_EVENT_URL",
     "normalize",
@@ -47,20 +47,6 @@ __all__ = [
 
 FILLER_STATUS_URL = "urn:harmony:gmed:filler-status"
 TRIGGER_EVENT_URL = "urn:harmony:gmed:trigger-event"
-APPOINTMENT_STATUSES = frozenset(
-    {
-        "proposed",
-        "pending",
-        "booked",
-        "arrived",
-        "fulfilled",
-        "cancelled",
-        "noshow",
-        "entered-in-error",
-        "checked-in",
-        "waitlist",
-    }
-)
 _TIMELESS_OK = frozenset({"proposed", "cancelled", "waitlist", "entered-in-error"})
 _SLOT_FREE = frozenset({"cancelled", "entered-in-error"})
 _PARTICIPANT_STATUS = {
@@ -128,7 +114,7 @@ def _status(rule_status: str | None, sch: Segment, res: Resources, mapping: Mapp
     else:
         code = sch.component(25) or (res.filler_statuses[0] if res.filler_statuses else "")
         status = mapping.status(code) if code else "booked"
-    if status not in APPOINTMENT_STATUSES:
+    if status not in APPOINTMENT_STATUS:
         raise InvalidResource(
             f"mapping set {mapping.label} gives {status!r}, not a FHIR Appointment status"
         )
