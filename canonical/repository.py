@@ -17,26 +17,28 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from canonical import indexing, model
+from canonical import indexing, model, statements
 from canonical.errors import (
     IdentifierConflict,
     InvalidResource,
+    RejectedInput,
     UnresolvedReference,
     VersionConflict,
 )
 from canonical.records import Identifier, Provenance, SourceBundle, SourceRecord
-from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
+from canonical.tables import identifiers, provenance, resource_versions, resources
 
 MAX_ATTEMPTS = 8
 _CONDITIONAL_MARK = "?identifier="
+_IMMUTABLE = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,19 @@ def format_instant(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Rows that no later read of the same write depends on, sent with one executemany each."""
+
+    seqs: dict[int, int] = field(default_factory=dict)
+    search: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+
+
 class CanonicalRepository:
     """Upserts and reads canonical resources inside the caller's transaction."""
 
@@ -88,6 +103,11 @@ class CanonicalRepository:
         self.session = session
         self._clock = clock
         self._is_sqlite = session.get_bind().dialect.name == "sqlite"
+        self._pending = _Pending()
+        # (type, system, value) -> id, for references to records of the bundle being applied;
+        # only during apply(), and only from writes whose savepoint was released.
+        self._targets: dict[tuple[str, str, str], str] | None = None
+        self._learned: dict[tuple[str, str, str], str] = {}
 
     # ------------------------------------------------------------------ writes
 
@@ -95,16 +115,40 @@ class CanonicalRepository:
         self, bundle: SourceBundle, provenance: Provenance, message_seq: int | None
     ) -> list[UpsertResult]:
         """Upsert every record of a message in order (referenced records come first)."""
-        return [self.upsert(record, provenance, message_seq) for record in bundle.records]
+        self._targets = {}
+        try:
+            try:
+                return self._apply_at_once(bundle.records, provenance, message_seq)
+            except (IntegrityError, RejectedInput):
+                # Redo it record by record: each record then retries on its own, and a
+                # rejected record leaves the records before it written, as upsert() would.
+                self._targets = {}
+            return [self.upsert(record, provenance, message_seq) for record in bundle.records]
+        finally:
+            self._targets = None
+
+    def _apply_at_once(
+        self, records: list[SourceRecord], prov: Provenance, message_seq: int | None
+    ) -> list[UpsertResult]:
+        """The whole bundle in one SAVEPOINT: the common case, with no concurrent creator."""
+        assert self._targets is not None
+        self._take_write_lock()
+        self._pending = _Pending()
+        results = []
+        with self.session.begin_nested():
+            for record in records:
+                _check_record(record)
+                self._learned = {}
+                results.append(self._upsert_once(record, prov, message_seq))
+                self._targets.update(self._learned)
+            self._flush()
+        return results
 
     def upsert(
         self, record: SourceRecord, provenance: Provenance, message_seq: int | None
     ) -> UpsertResult:
         """Create or update the record a source describes, keyed by its identifiers."""
-        if record.resource_type not in model.SUPPORTED_TYPES:
-            raise InvalidResource(f"resource type {record.resource_type!r} is not stored")
-        if not record.identifiers:
-            raise InvalidResource(f"{record.resource_type} record has no source identifier")
+        _check_record(record)
         primary = record.identifiers[0]
         return self._retrying(
             lambda: self._upsert_once(record, provenance, message_seq),
@@ -139,31 +183,62 @@ class CanonicalRepository:
         self._take_write_lock()
         last_error: IntegrityError | None = None
         for _ in range(MAX_ATTEMPTS):
+            self._pending = _Pending()
+            self._learned = {}
             try:
                 with self.session.begin_nested():
-                    return attempt()
+                    result = attempt()
+                    self._flush()
             except IntegrityError as exc:  # another transaction created it first: re-read
                 last_error = exc
+                continue
+            if self._targets is not None:
+                self._targets.update(self._learned)
+            return result
         raise RuntimeError(f"could not write {what} after {MAX_ATTEMPTS} attempts") from last_error
 
     def _take_write_lock(self) -> None:
         # A no-op UPDATE makes pysqlite BEGIN and SQLite take its write lock (waiting on
         # busy_timeout) before we read, so no later write can fail on a stale snapshot.
         if self._is_sqlite:
-            self.session.execute(update(resources).where(resources.c.pk == -1).values(version_id=0))
+            self._conn().execute(statements.SQLITE_WRITE_LOCK)
+
+    def _conn(self) -> Connection:
+        return self.session.connection()
+
+    def _flush(self) -> None:
+        """Send the deferred rows; runs inside the SAVEPOINT of the writes that made them."""
+        pending, self._pending = self._pending, _Pending()
+        conn = self._conn()
+        if pending.seqs:
+            conn.execute(
+                statements.UPDATE_MESSAGE_SEQ,
+                [{"b_pk": pk, "b_seq": seq} for pk, seq in pending.seqs.items()],
+            )
+        entries = [entry for rows in pending.search.values() for entry in rows]
+        if entries:
+            conn.execute(statements.INSERT_SEARCH_ENTRIES, entries)
+        if pending.versions:
+            conn.execute(statements.INSERT_VERSIONS, pending.versions)
+        if pending.provenance:
+            conn.execute(statements.INSERT_PROVENANCE, pending.provenance)
+
+    def _learn(self, rtype: str, keys: Iterable[Key], resource_id: str) -> None:
+        for system, value in keys:
+            self._learned[(rtype, system, value)] = resource_id
 
     def _upsert_once(
         self, record: SourceRecord, prov: Provenance, message_seq: int | None
     ) -> UpsertResult:
         rtype = record.resource_type
-        body = self._resolve_references(copy.deepcopy(record.resource))
+        body = self._resolved_copy(record.resource)
         body.pop("id", None)
         body.pop("meta", None)
         body["resourceType"] = rtype
         known = _identifier_keys(body.get("identifier")) + [
             (i.system, i.value) for i in record.identifiers
         ]
-        row = self._find_row(rtype, known)
+        row, matched = self._find_row(rtype, known)
         primary = record.identifiers[0]
         source_id = f"{primary.system}|{primary.value}"
         if (
@@ -172,12 +247,13 @@ class CanonicalRepository:
             and row.message_seq is not None
             and row.message_seq > message_seq
         ):
+            self._learn(rtype, matched, row.id)
             return _result(rtype, row.id, row.version_id, row.status, row.status, stale=True)
         stored = row.resource if row is not None else {}
         body["identifier"] = _merge_identifiers(
             stored.get("identifier"), body.get("identifier"), record.identifiers
         )
-        return self._write(
+        result = self._write(
             rtype,
             body,
             row,
@@ -187,6 +263,12 @@ class CanonicalRepository:
             original_time_text=record.original_time_text,
             new_id=None,
         )
+        # Every identifier of a written version is in the identifier table; of an unchanged
+        # record we only vouch for the ones just found there.
+        self._learn(rtype, matched, result.id)
+        if result.changed:
+            self._learn(rtype, _identifier_keys(body["identifier"]), result.id)
+        return result
 
     def _save_once(
         self,
@@ -203,7 +285,7 @@ class CanonicalRepository:
         body["resourceType"] = rtype
         row = self._row_by_id(rtype, resource_id, lock=True) if resource_id else None
         if row is None:
-            row = self._find_row(rtype, _identifier_keys(body.get("identifier")))
+            row, _ = self._find_row(rtype, _identifier_keys(body.get("identifier")))
             if row is not None and resource_id is not None:
                 raise IdentifierConflict(
                     f"an identifier of {rtype}/{resource_id} already names {rtype}/{row.id}"
@@ -239,11 +321,7 @@ class CanonicalRepository:
         digest = model.content_hash(body)
         if row is not None and row.content_hash == digest:
             if message_seq is not None and (row.message_seq or 0) < message_seq:
-                self.session.execute(
-                    update(resources)
-                    .where(resources.c.pk == row.pk)
-                    .values(message_seq=message_seq)
-                )
+                self._pending.seqs[row.pk] = message_seq
             return _result(rtype, row.id, row.version_id, row.status, row.status)
         model.validate(rtype, body)
         cols = indexing.columns_of(rtype, body)
@@ -267,51 +345,46 @@ class CanonicalRepository:
             "content_hash": digest,
             "resource": stored,
         }
+        conn = self._conn()
         if row is None:
             values["message_seq"] = message_seq
-            pk = self.session.execute(
-                insert(resources)
-                .values(resource_type=rtype, id=resource_id, **values)
-                .returning(resources.c.pk)
+            pk = conn.execute(
+                statements.INSERT_RESOURCE, {"resource_type": rtype, "id": resource_id, **values}
             ).scalar_one()
             previous_status = None
+            # The identifiers of the earlier version are already in the identifier table.
+            recorded: set[Key] = set()
         else:
             pk = row.pk
             values["message_seq"] = _max_seq(row.message_seq, message_seq)
-            self.session.execute(
-                update(resources)
-                .where(resources.c.pk == pk, resources.c.version_id == row.version_id)
-                .values(**values)
+            conn.execute(
+                statements.UPDATE_RESOURCE, {"b_pk": pk, "b_version": row.version_id, **values}
             )
-            self.session.execute(delete(search_index).where(search_index.c.resource_pk == pk))
+            conn.execute(statements.DELETE_SEARCH_ENTRIES, {"b_pk": pk})
             previous_status = row.status
-        self._add_identifiers(rtype, pk, _identifier_keys(stored.get("identifier")))
-        entries = indexing.entries_of(rtype, stored)
-        if entries:
-            self.session.execute(
-                insert(search_index),
-                [
-                    {"resource_pk": pk, "resource_type": rtype, **vars_of(entry)}
-                    for entry in entries
-                ],
-            )
-        self.session.execute(
-            insert(resource_versions).values(
-                resource_pk=pk, version_id=version, last_updated=now, resource=stored
-            )
+            recorded = set(_identifier_keys(row.resource.get("identifier")))
+        self._add_identifiers(
+            rtype, pk, _identifier_keys(stored.get("identifier")), recorded, fresh=row is None
         )
-        self.session.execute(
-            insert(provenance).values(
-                resource_pk=pk,
-                version_id=version,
-                source_system=prov.source_system,
-                source_id=source_id,
-                message_id=prov.message_id,
-                message_seq=message_seq,
-                mapping_version=prov.mapping_version,
-                received_at=prov.received_at,
-                original_time_text=original_time_text,
-            )
+        self._pending.search[pk] = [
+            {"resource_pk": pk, "resource_type": rtype, **vars_of(entry)}
+            for entry in indexing.entries_of(rtype, stored)
+        ]
+        self._pending.versions.append(
+            {"resource_pk": pk, "version_id": version, "last_updated": now, "resource": stored}
+        )
+        self._pending.provenance.append(
+            {
+                "resource_pk": pk,
+                "version_id": version,
+                "source_system": prov.source_system,
+                "source_id": source_id,
+                "message_id": prov.message_id,
+                "message_seq": message_seq,
+                "mapping_version": prov.mapping_version,
+                "received_at": prov.received_at,
+                "original_time_text": original_time_text,
+            }
         )
         return UpsertResult(
             resource_type=rtype,
@@ -324,47 +397,67 @@ class CanonicalRepository:
             status=cols.status,
         )
 
-    def _add_identifiers(self, rtype: str, pk: int, keys: list[tuple[str, str]]) -> None:
-        if not keys:
+    def _add_identifiers(
+        self, rtype: str, pk: int, keys: list[Key], recorded: set[Key], *, fresh: bool
+    ) -> None:
+        """Insert the keys not yet pointing at ``pk``; ``recorded`` ones are known to be."""
+        candidates = [k for k in dict.fromkeys(keys) if k not in recorded]
+        if not candidates:
             return
-        existing = {
-            (r.system, r.value)
-            for r in self.session.execute(
-                select(identifiers.c.system, identifiers.c.value).where(
-                    identifiers.c.resource_pk == pk
-                )
-            )
-        }
-        new = [k for k in dict.fromkeys(keys) if k not in existing]
+        conn = self._conn()
+        existing: set[Key] = set()
+        if not fresh:  # a new row has no identifiers yet
+            existing = {
+                (r.system, r.value) for r in conn.execute(statements.IDENTIFIERS_OF, {"b_pk": pk})
+            }
+        new = [k for k in candidates if k not in existing]
         if new:
-            self.session.execute(
-                insert(identifiers),
+            conn.execute(
+                statements.INSERT_IDENTIFIERS,
                 [
                     {"resource_type": rtype, "system": s, "value": v, "resource_pk": pk}
                     for s, v in new
                 ],
             )
 
-    def _find_row(self, rtype: str, keys: list[tuple[str, str]]) -> Row[Any] | None:
-        """The stored record any of ``keys`` names (locked); IdentifierConflict if several."""
-        keys = list(dict.fromkeys(keys))
-        if not keys:
-            return None
-        matches = self.session.execute(
-            select(identifiers.c.resource_pk, identifiers.c.system, identifiers.c.value).where(
-                identifiers.c.resource_type == rtype,
-                or_(*(and_(identifiers.c.system == s, identifiers.c.value == v) for s, v in keys)),
-            )
-        ).all()
-        pks = {m.resource_pk for m in matches}
+    def _find_row(self, rtype: str, keys: list[Key]) -> tuple[Row[Any] | None, list[Key]]:
+        """The stored record any of ``keys`` names (locked), and which of them matched.
+
+        IdentifierConflict if they name several records.
+        """
+        wanted = set(keys)
+        if not wanted:
+            return None, []
+        conn = self._conn()
+        params = {"b_type": rtype, "b_values": list(dict.fromkeys(v for _, v in keys))}
+        if self._is_sqlite:
+            joined = conn.execute(statements.ROWS_BY_IDENTIFIER_VALUE, params).all()
+            matches = [
+                (m.matched_pk, m.matched_system, m.matched_value)
+                for m in joined
+                if (m.matched_system, m.matched_value) in wanted
+            ]
+        else:
+            joined = []
+            matches = [
+                (m.resource_pk, m.system, m.value)
+                for m in conn.execute(statements.IDENTIFIERS_BY_VALUE, params)
+                if (m.system, m.value) in wanted
+            ]
+        pks = {pk for pk, _, _ in matches}
         if not pks:
-            return None
+            return None, []
         if len(pks) > 1:
-            named = ", ".join(sorted(f"{m.system}|{m.value}" for m in matches))
+            named = ", ".join(sorted(f"{system}|{value}" for _, system, value in matches))
             raise IdentifierConflict(
                 f"identifiers {named} name {len(pks)} different {rtype} records; merge them first"
             )
-        return self._row(resources.c.pk == pks.pop(), lock=True)
+        pk = pks.pop()
+        matched = [(system, value) for _, system, value in matches]
+        if self._is_sqlite:
+            # The joined row carries every column of canonical_resources under its own name.
+            return next(m for m in joined if m.matched_pk == pk), matched
+        return conn.execute(statements.ROW_BY_PK_LOCKED, {"b_pk": pk}).first(), matched
 
     def _row_by_id(self, rtype: str, resource_id: str, lock: bool = False) -> Row[Any] | None:
         where = and_(resources.c.resource_type == rtype, resources.c.id == resource_id)
@@ -375,6 +468,20 @@ class CanonicalRepository:
         if lock and not self._is_sqlite:
             query = query.with_for_update()
         return self.session.execute(query).first()
+
+    def _resolved_copy(self, node: Any) -> Any:
+        """A copy of JSON ``node`` with its conditional references resolved (see below)."""
+        if isinstance(node, dict):
+            copied = {}
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str) and _CONDITIONAL_MARK in value:
+                    copied[key] = self._resolve(value)
+                else:
+                    copied[key] = self._resolved_copy(value)
+            return copied
+        if isinstance(node, list):
+            return [self._resolved_copy(item) for item in node]
+        return copy.deepcopy(node) if not isinstance(node, _IMMUTABLE) else node
 
     def _resolve_references(self, node: Any) -> Any:
         """Replace ``Type?identifier=system|value`` references with ``Type/<id>``."""
@@ -394,9 +501,20 @@ class CanonicalRepository:
         system, bar, value = token.partition("|")
         if not bar:
             system, value = "", token
-        found = self.find_by_identifier(value, system=system, resource_type=rtype)
+        key = (rtype, system, value)
+        if self._targets is not None:
+            known = self._targets.get(key) or self._learned.get(key)
+            if known is not None:
+                return f"{rtype}/{known}"
+        found = sorted(
+            f"{t}/{i}"
+            for t, i in self._conn().execute(
+                statements.REFERENCE_TARGET, {"b_value": value, "b_system": system, "b_type": rtype}
+            )
+        )
         if not found:
             raise UnresolvedReference(f"no {rtype} has identifier {system}|{value}")
+        self._learned[key] = found[0].partition("/")[2]
         return found[0]
 
     # ------------------------------------------------------------------- reads
@@ -480,6 +598,13 @@ class CanonicalRepository:
                 select(func.count()).where(resources.c.resource_type == resource_type)
             ).scalar_one()
         )
+
+
+def _check_record(record: SourceRecord) -> None:
+    if record.resource_type not in model.SUPPORTED_TYPES:
+        raise InvalidResource(f"resource type {record.resource_type!r} is not stored")
+    if not record.identifiers:
+        raise InvalidResource(f"{record.resource_type} record has no source identifier")
 
 
 def vars_of(entry: indexing.IndexEntry) -> dict[str, str]:
