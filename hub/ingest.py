@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +24,7 @@ from mllp_listener.sink import Received, StoreOutcome
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, list[int]], None]
+PUBLISH_EVERY = 0.05
 
 
 def new_message(channel: str, received: Received, ack: bytes | None) -> NewMessage:
@@ -126,11 +128,13 @@ class BatchingSink:
             return message_store.store_batch(self._engine, messages)
 
     def _publish_waiting(self) -> None:
-        """Publish every id committed so far in one bus message, until none are left.
+        """Publish the ids committed so far, at most every ``PUBLISH_EVERY`` seconds.
 
-        A publish costs about as much as a commit, so ids from the commits that happened while
-        one was on its way go together in the next. A failed publish loses nothing: the ids
-        stay 'received' in the store and are re-queued by the stale sweep or on the next start.
+        Each bus message carries every id committed since the last one: a publish costs about
+        as much as a commit, and while workers lag behind a burst, every bus message waiting
+        in memory:// costs memory (200,000 messages grew the hub by 24 MB when each commit
+        published its own). A failed publish loses nothing: the ids stay 'received' in the
+        store and are re-queued by the stale sweep or on the next start.
         """
         assert self._publish is not None
         while True:
@@ -143,6 +147,7 @@ class BatchingSink:
                 self._publish(INBOUND, ids)
             except Exception as exc:
                 log.warning("could not publish %d ids (they stay in the store): %s", len(ids), exc)
+            time.sleep(PUBLISH_EVERY)
 
     async def close(self) -> None:
         if self._writer_task is not None:
