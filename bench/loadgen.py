@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,7 +124,3 @@ async def run_load(
         )
     )
     return LoadResult(len(messages), time.perf_counter() - began, latencies, sum(errors))
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
