@@ -58,6 +58,9 @@ _PARTICIPANT_STATUS = {
     "entered-in-error": "declined",
 }
 
+_new = tuple.__new__
+"""``Identifier(system, value)`` without the Python frame of the named tuple's ``__new__``."""
+
 
 def normalize_bytes(raw: bytes, mapping: MappingSet, default_timezone: str) -> SourceBundle:
     """Parse and normalize one message as received over MLLP."""
@@ -100,7 +103,7 @@ def _appointment_ids(sch: Segment) -> list[Identifier]:
     for kind, n in (("filler", 2), ("placer", 1)):
         value, namespace, universal = sch.components(n, 3)[:3]
         if value:
-            ids.append(Identifier(system(kind, namespace or universal), value))
+            ids.append(_new(Identifier, (system(kind, namespace or universal), value)))
     if not ids:
         raise IncompleteMessage(
             "SCH-1 (placer) and SCH-2 (filler) are both empty: no appointment id"
@@ -108,11 +111,11 @@ def _appointment_ids(sch: Segment) -> list[Identifier]:
     return ids
 
 
-def _status(rule_status: str | None, sch: Segment, res: Resources, mapping: MappingSet) -> str:
+def _status(rule_status: str | None, raw_status: str, res: Resources, mapping: MappingSet) -> str:
     if rule_status:
         status = rule_status
     else:
-        code = sch.component(25) or (res.filler_statuses[0] if res.filler_statuses else "")
+        code = raw_status or (res.filler_statuses[0] if res.filler_statuses else "")
         status = mapping.status(code) if code else "booked"
     if status not in APPOINTMENT_STATUS:
         raise InvalidResource(
@@ -128,6 +131,8 @@ def _participant_status(code: str, appointment_status: str, mapping: MappingSet)
 
 def _instant(moment: datetime) -> str:
     """FHIR instant in UTC: seconds always, microseconds only when there are some."""
+    if moment.tzinfo is UTC:  # as every HL7Time.utc and sum of one is
+        return moment.isoformat()[:-6] + "Z"  # without its '+00:00'
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
@@ -158,7 +163,8 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
     ids = _appointment_ids(sch)
     memo: TimeMemo = {}
     res = read_resources(siu_resource_segments(message), mapping, zone, notes, memo)
-    status = _status(rule.status, sch, res, mapping)
+    raw_status = sch.component(25)  # SCH-25 as sent
+    status = _status(rule.status, raw_status, res, mapping)
     window = appointment_window(message, sch, res.timings, zone, notes, memo)
     if (window.start is None or window.end is None) and status not in _TIMELESS_OK:
         raise IncompleteMessage(
@@ -177,7 +183,18 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
     instants: _Instants = {}
     slot_refs = _schedules_and_slots(bundle, res, ids[0], window, status, instants)
     appointment = _appointment(
-        message, sch, ids, status, window, res, slot_refs, mapping, bundle, trigger, instants
+        message,
+        sch,
+        ids,
+        status,
+        raw_status,
+        window,
+        res,
+        slot_refs,
+        mapping,
+        bundle,
+        trigger,
+        instants,
     )
     participants: list[dict[str, Any]] = []
     if patient is not None:
@@ -190,15 +207,20 @@ def _siu(message: Message, mapping: MappingSet, zone: ZoneInfo, trigger: str) ->
         )
     seen: set[str] = set()
     window_start = window.start.utc if window.start is not None else None
+    part_statuses: dict[str, str] = {}  # filler status -> participant status, this message
     for part in res.participations:
-        actor_ref = part.participant.get("actor")
-        ref = actor_ref.get("reference") if actor_ref is not None else None
-        if ref is not None:
+        part_actor = part.actor  # its participant's actor reference, when it has one
+        if part_actor is not None:
+            ref = part_actor.reference
             if ref in seen:
                 continue
             seen.add(ref)
-        entry = dict(part.participant)
-        entry["status"] = _participant_status(part.filler_status, status, mapping)
+        entry = part.participant  # made for this participation alone: completed in place
+        code = part.filler_status
+        part_status = part_statuses.get(code)
+        if part_status is None:
+            part_status = part_statuses[code] = _participant_status(code, status, mapping)
+        entry["status"] = part_status
         timing = part.timing
         if timing.start is not None:
             part_end = timing.end
@@ -234,8 +256,9 @@ def _schedules_and_slots(
     window: Window,
     status: str,
     instants: _Instants,
-) -> list[str]:
-    """A Schedule per actor and a Slot per actor for this appointment's time."""
+) -> list[dict[str, Any]]:
+    """A Schedule per actor and a Slot per actor for this appointment's time; returns the
+    appointment's references to the Slots."""
     if window.start is None or window.end is None:
         return []
     actors = res.actors.values()
@@ -244,6 +267,8 @@ def _schedules_and_slots(
     slot_status = "free" if status in _SLOT_FREE else "busy"
     original = window.original_text
     records = bundle.records
+    slots: list[SourceRecord] = []  # every Schedule first, then every Slot
+    slot_refs: list[dict[str, Any]] = []
     for actor in actors:
         local_key = actor.local_key
         schedule = {
@@ -253,11 +278,8 @@ def _schedules_and_slots(
             "actor": [{"reference": actor.reference}],
         }
         records.append(
-            SourceRecord("Schedule", [Identifier(_SCHEDULE_SYSTEM, local_key)], schedule)
+            SourceRecord("Schedule", [_new(Identifier, (_SCHEDULE_SYSTEM, local_key))], schedule)
         )
-    slot_refs: list[str] = []
-    for actor in actors:
-        local_key = actor.local_key
         slot_key = f"{appointment_key}/{local_key}"
         slot = {
             "resourceType": "Slot",
@@ -267,8 +289,10 @@ def _schedules_and_slots(
             "start": start,
             "end": end,
         }
-        records.append(SourceRecord("Slot", [Identifier(_SLOT_SYSTEM, slot_key)], slot, original))
-        slot_refs.append(_SLOT_REF + slot_key)
+        slot_ids = [_new(Identifier, (_SLOT_SYSTEM, slot_key))]
+        slots.append(SourceRecord("Slot", slot_ids, slot, original))
+        slot_refs.append({"reference": _SLOT_REF + slot_key})
+    records += slots
     return slot_refs
 
 
@@ -277,21 +301,25 @@ def _appointment(
     sch: Segment,
     ids: list[Identifier],
     status: str,
+    raw_status: str,
     window: Window,
     res: Resources,
-    slot_refs: list[str],
+    slot_refs: list[dict[str, Any]],
     mapping: MappingSet,
     bundle: SourceBundle,
     trigger: str,
     instants: _Instants,
 ) -> dict[str, Any]:
+    fhir_ids = []
+    for ident in ids:  # a loop: a comprehension is a function call of its own
+        fhir_ids.append({"system": ident.system, "value": ident.value})
     appointment: dict[str, Any] = {
         "resourceType": "Appointment",
-        "identifier": [{"system": i.system, "value": i.value} for i in ids],
+        "identifier": fhir_ids,
         "status": status,
     }
     extensions = [{"url": TRIGGER_EVENT_URL, "valueString": trigger}]
-    if raw_status := sch.component(25):
+    if raw_status:
         extensions.append({"url": FILLER_STATUS_URL, "valueString": raw_status})
     appointment["extension"] = extensions
     if status == "cancelled" and (reason := concept(sch.components(6))):
@@ -321,8 +349,11 @@ def _appointment(
         if minutes >= 1:
             appointment["minutesDuration"] = minutes
     if slot_refs:
-        appointment["slot"] = [{"reference": ref} for ref in slot_refs]
-    comments = [text for nte in notes_after(message, sch) if (text := _note_text(nte))]
+        appointment["slot"] = slot_refs
+    comments = []
+    for nte in notes_after(message, sch):
+        if text := _note_text(nte):
+            comments.append(text)
     if comments:
         appointment["comment"] = "\n".join(comments)
     return appointment

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import compress, count
+from itertools import compress, count, islice
+from operator import itemgetter
 
 from adapters.gmed.errors import HL7ParseError
 
@@ -325,6 +326,18 @@ class Segment:
         return self._split() if fields is None else fields
 
     @property
+    def separators(self) -> Separators:
+        return self._seps
+
+    def plain_fields(self) -> list[str] | None:
+        """The field texts when none needs resolving (no repetition, escape, subcomponent or
+        null: see ``_split``), so a value is its component text; None otherwise."""
+        fields = self._fields
+        if fields is None:
+            fields = self._split()
+        return fields if self._plain else None
+
+    @property
     def field_count(self) -> int:
         """The highest field number present (trailing empty fields included)."""
         return len(self.fields) - 1
@@ -506,14 +519,14 @@ class Message:
         names = self._names
         if name not in names:
             return []
-        return [i for i, n in enumerate(names) if n == name]
+        return list(compress(count(), map(name.__eq__, names)))
 
     def segments(self, name: str | None = None) -> list[Segment]:
         """All segments called ``name`` in message order (every segment when None)."""
         at = self.at
         if name is None:
             return [at(i) for i in range(len(self._lines))]
-        return [at(i) for i in self.positions(name)]
+        return list(map(at, self.positions(name)))
 
     def segment(self, name: str) -> Segment | None:
         """The first segment called ``name``, if any."""
@@ -591,9 +604,15 @@ def parse_message(raw: bytes) -> Message:
         ) from None
     if "\n" in text:
         text = text.replace("\r\n", "\r").replace("\n", "\r")
-    lines: list[str] = []
-    names: list[str] = []
     fs = seps.field
+    lines = text.split("\r")
+    names = list(map(_SEGMENT_ID, lines))
+    # Fast path, checked in C: every line has a segment id seen before (MSH only first) and
+    # the field separator after it, as the loop below would find line by line.
+    if _NAMES_SEEN.issuperset(islice(names, 1, None)) and set(map(_AFTER_ID, lines)) == {fs}:
+        return Message(lines, names, seps, charset, codec)
+    lines = []
+    names = []
     for line in text.split("\r"):
         name = line[:3]
         # Fast path: a segment id seen before (never MSH, which is checked every time).
@@ -614,6 +633,8 @@ def parse_message(raw: bytes) -> Message:
     return Message(lines, names, seps, charset, codec)
 
 
+_SEGMENT_ID = itemgetter(slice(0, 3))
+_AFTER_ID = itemgetter(slice(3, 4))
 _NAMES_SEEN: set[str] = set()
 """Segment ids already found valid: a feed uses a few dozen, so each is checked once."""
 
@@ -662,15 +683,18 @@ def _declared_separators(fs_byte: int, enc_bytes: bytes) -> Separators:
 
 def _declared_charset(data: bytes, seps: Separators) -> str:
     """MSH-18, read from the raw bytes before we know how to decode the rest."""
-    cut = len(data)
-    for stop in (b"\r", b"\n"):
-        pos = data.find(stop)
-        if 0 <= pos < cut:
-            cut = pos
-    msh = data[:cut].decode("latin-1").split(seps.field)
-    if len(msh) < 18:  # MSH-18 is at index 17 because MSH-1 is the separator itself
+    cut = data.find(b"\r")
+    if cut < 0:
+        cut = len(data)
+    newline = data.find(b"\n", 0, cut)
+    if newline >= 0:
+        cut = newline
+    # MSH-18 is at index 17 because MSH-1 is the separator itself: split no further
+    msh = data[:cut].split(seps.field.encode("latin-1"), 18)
+    if len(msh) < 18:
         return ""
-    first = msh[17].split(seps.repetition)[0].split(seps.component)[0]
+    first = msh[17].decode("latin-1")
+    first = first.partition(seps.repetition)[0].partition(seps.component)[0]
     return first.strip()
 
 
@@ -745,4 +769,4 @@ def siu_resource_segments(message: Message) -> list[Segment]:
     """
     wanted = map(_RESOURCE_SEGMENTS.__contains__, message._names)
     at = message.at
-    return [at(i) for i in compress(count(), wanted)]  # the scan itself runs in C
+    return list(map(at, compress(count(), wanted)))  # the scan itself runs in C

@@ -13,10 +13,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters.gmed.codes import system
-from adapters.gmed.parser import Segment
+from adapters.gmed.parser import Repetition, Segment, Separators
 from canonical.records import Identifier, SourceRecord
 
 __all__ = ["patient_record"]
+
+_new = tuple.__new__
+"""``Identifier(system, value)`` without the Python frame of the named tuple's ``__new__``."""
 
 _GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
 _NAME_USE = {
@@ -35,14 +38,21 @@ def patient_record(pid: Segment, notes: list[str]) -> SourceRecord | None:
     """The Patient PID describes; None (with a note) when PID-3 holds no identifier."""
     identifiers: list[Identifier] = []
     fhir_ids: list[dict[str, Any]] = []
-    for rep in pid.repetitions(3):
-        cx = rep.values()
+    seps = pid.separators
+    text = pid.raw_field(3)
+    reps: list[Repetition] | None = None
+    if seps.repetition in text or seps.subcomponent in text:
+        reps = pid.repetitions(3)
+        cxs = [rep.values() for rep in reps]
+    else:  # one CX whose CX-4.2 is empty: its values without Repetition objects
+        cxs = [pid.components(3)] if text else []
+    for i, cx in enumerate(cxs):
         value = cx[0]
         if not value:
             continue
         cx += [""] * (5 - len(cx))
-        authority = cx[3] or rep.component(4, 2)
-        ident = Identifier(system("patient", authority), value)
+        authority = cx[3] or (reps[i].component(4, 2) if reps is not None else "")
+        ident = _new(Identifier, (system("patient", authority), value))
         identifiers.append(ident)
         entry: dict[str, Any] = {"system": ident.system, "value": value}
         if id_type := cx[4]:
@@ -52,7 +62,7 @@ def patient_record(pid: Segment, notes: list[str]) -> SourceRecord | None:
         notes.append("PID-3 holds no patient identifier; the patient is left out")
         return None
     resource: dict[str, Any] = {"resourceType": "Patient", "identifier": fhir_ids}
-    if names := _names(pid):
+    if names := _names(pid, seps):
         resource["name"] = names
     if birth := _birth_date(pid.component(7), notes):
         resource["birthDate"] = birth
@@ -66,13 +76,17 @@ def patient_record(pid: Segment, notes: list[str]) -> SourceRecord | None:
     return SourceRecord("Patient", identifiers, resource)
 
 
-def _names(pid: Segment) -> list[dict[str, Any]]:
+def _names(pid: Segment, seps: Separators) -> list[dict[str, Any]]:
     names: list[dict[str, Any]] = []
-    for rep in pid.repetitions(5):
-        xpn = rep.values()
+    text = pid.raw_field(5)
+    if seps.repetition in text:
+        xpns = [rep.values() for rep in pid.repetitions(5)]
+    else:
+        xpns = [pid.components(5)] if text else []
+    for xpn in xpns:
         xpn += [""] * (7 - len(xpn))
         family = xpn[0]
-        given = [g for g in (xpn[1], xpn[2]) if g]
+        given = list(filter(None, (xpn[1], xpn[2])))
         if not family and not given:
             continue
         name: dict[str, Any] = {}
@@ -88,6 +102,9 @@ def _names(pid: Segment) -> list[dict[str, Any]]:
             name["prefix"] = [prefix]
         names.append(name)
     return names
+
+
+_LOADED_ON = datetime.now(UTC).date()
 
 
 def _birth_date(text: str, notes: list[str]) -> str | None:
@@ -110,7 +127,9 @@ def _birth_date(text: str, notes: list[str]) -> str | None:
     except ValueError:
         notes.append(f"PID-7 {text!r} is not a date; birthDate left out")
         return None
-    if born.year < 1850 or born > datetime.now(UTC).date():
+    # A date no later than the day this module was loaded is no later than today either: the
+    # clock is only read for the rare birth date after that.
+    if born.year < 1850 or (born > _LOADED_ON and born > datetime.now(UTC).date()):
         notes.append(f"PID-7 {text!r} is not a plausible birth date; birthDate left out")
         return None
     return value

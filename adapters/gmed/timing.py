@@ -59,6 +59,9 @@ class Window(NamedTuple):
 
 
 _MINUTE = timedelta(minutes=1)
+_new = tuple.__new__
+"""``Window(*fields)`` as ``_new(Window, fields)``: the same named tuple without the Python
+frame of its ``__new__``."""
 
 TimeMemo = dict[str, HL7Time]
 """Times already read in this message: its AIx segments usually repeat one start."""
@@ -98,7 +101,7 @@ def aix_timing(
             else:
                 duration = durations[key] = parse_duration(amount, unit_code, unit_text)
     end = start.utc + duration if start is not None and duration is not None else None
-    return AixTiming(start, duration, end)
+    return _new(AixTiming, (start, duration, end))
 
 
 def _fmt(delta: timedelta) -> str:
@@ -120,10 +123,12 @@ def appointment_window(
     sch11 = sch.components(11, 5)
     sch11_start = read_time(sch11[3], zone, memo)
     sch11_end = read_time(sch11[4], zone, memo)
-    bare_unit = None
-    if unit_code or unit_text:  # a bare TQ number is in SCH-10 units
-        bare_unit = parse_duration("1", unit_code, unit_text)
     sch11_text = sch11[2]
+    bare_unit = None
+    # A bare TQ number is in SCH-10 units. Read them when SCH-11.3 needs them, or to refuse
+    # bad units that an SCH-9 duration has not already been refused for.
+    if (unit_code or unit_text) and (sch11_text or sch_duration is None):
+        bare_unit = parse_duration("1", unit_code, unit_text)
     sch11_duration = None
     if sch11_text:
         sch11_duration = parse_tq_duration(sch11_text, bare_unit or _MINUTE)
@@ -153,16 +158,19 @@ def appointment_window(
             ends = [t.end for t in timed if t.end is not None]
             aix_end = max(ends) if ends else None
     if start is None:
-        return Window(None, None, "", None)
+        return _new(Window, (None, None, "", None))
 
-    first_aix_duration = next((t.duration for _, t in aix if t.duration is not None), None)
     stop: datetime | None
     if end is not None:
         stop = end.utc
     elif aix_end is not None:
         stop = aix_end
     else:
-        duration = own or sch_duration or first_aix_duration
+        duration = (
+            own
+            or sch_duration
+            or next((t.duration for _, t in aix if t.duration is not None), None)
+        )
         stop = start.utc + duration if duration is not None else None
     if stop is not None and stop < start.utc:
         raise InvalidTime(f"{source} ends ({stop:%Y-%m-%d %H:%M}Z) before it starts")
@@ -171,7 +179,7 @@ def appointment_window(
         notes, source, start.utc, stop, sch_duration, own, sch11_start, sch11_end, aix
     )
     original = start.original + (f"/{end.original}" if end is not None else "")
-    return Window(start, stop, source, original)
+    return _new(Window, (start, stop, source, original))
 
 
 def _note_disagreements(
