@@ -25,13 +25,13 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-# SQLite only auto-increments INTEGER PRIMARY KEY columns.
-_PK = BigInteger().with_variant(Integer(), "sqlite")
+# BIGINT on PostgreSQL, INTEGER on SQLite: SQLite only auto-increments INTEGER PRIMARY KEY.
+AUTO_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 resources = Table(
     "canonical_resources",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", AUTO_ID, primary_key=True, autoincrement=True),
     Column("resource_type", String(32), nullable=False),
     Column("id", String(64), nullable=False),
     Column("version_id", Integer, nullable=False),
@@ -55,10 +55,10 @@ resources = Table(
 resource_versions = Table(
     "canonical_resource_versions",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", AUTO_ID, primary_key=True, autoincrement=True),
     Column(
         "resource_pk",
-        _PK,
+        AUTO_ID,
         ForeignKey("canonical_resources.pk", ondelete="CASCADE"),
         nullable=False,
     ),
@@ -71,10 +71,10 @@ resource_versions = Table(
 provenance = Table(
     "canonical_provenance",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", AUTO_ID, primary_key=True, autoincrement=True),
     Column(
         "resource_pk",
-        _PK,
+        AUTO_ID,
         ForeignKey("canonical_resources.pk", ondelete="CASCADE"),
         nullable=False,
     ),
@@ -93,13 +93,13 @@ provenance = Table(
 identifiers = Table(
     "canonical_identifiers",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", AUTO_ID, primary_key=True, autoincrement=True),
     Column("resource_type", String(32), nullable=False),
     Column("system", String(500), nullable=False, comment="'' when the identifier has none"),
     Column("value", String(500), nullable=False),
     Column(
         "resource_pk",
-        _PK,
+        AUTO_ID,
         ForeignKey("canonical_resources.pk", ondelete="CASCADE"),
         nullable=False,
     ),
@@ -112,10 +112,10 @@ identifiers = Table(
 search_index = Table(
     "canonical_search_index",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", AUTO_ID, primary_key=True, autoincrement=True),
     Column(
         "resource_pk",
-        _PK,
+        AUTO_ID,
         ForeignKey("canonical_resources.pk", ondelete="CASCADE"),
         nullable=False,
     ),

@@ -16,15 +16,15 @@ from sqlalchemy import (
     Text,
 )
 
+from canonical.tables import AUTO_ID
+
 metadata = MetaData()
 
-# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite so ids autoincrement on both.
-Id = BigInteger().with_variant(Integer(), "sqlite")
 
 messages = Table(
     "message",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
     Column("channel", String(64), nullable=False),
     Column("direction", String(8), nullable=False),  # inbound | outbound
     Column("dedupe_key", String(512), nullable=True, unique=True),
@@ -52,7 +52,7 @@ messages = Table(
 domain_events = Table(
     "domain_event",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
     Column("event", String(64), nullable=False),
     Column("resource_type", String(64), nullable=False),
     Column("resource_id", String(64), nullable=False),

@@ -22,10 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from canonical.tables import AUTO_ID
+
 metadata = MetaData()
 
-# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite so ids autoincrement on both.
-Id = BigInteger().with_variant(Integer(), "sqlite")
 
 SOURCE_LENGTH = 64
 CODE_LENGTH = 512
@@ -33,7 +33,7 @@ CODE_LENGTH = 512
 mapping_versions = Table(
     "mapping_version",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
     Column("source", String(SOURCE_LENGTH), nullable=False),
     Column("version", Integer, nullable=False),
     Column("content", JSON, nullable=False),
@@ -46,13 +46,13 @@ mapping_versions = Table(
 mapping_activations = Table(
     "mapping_activation",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
     Column("source", String(SOURCE_LENGTH), nullable=False),
     Column("version", Integer, nullable=False),
     # The activation this one replaced, as rollback should see it: an activation points at
     # the row that was current; a rollback copies the pointer of the row it returns to, so
     # repeated rollbacks keep walking back instead of flipping between two versions.
-    Column("previous_id", Id, nullable=True),
+    Column("previous_id", AUTO_ID, nullable=True),
     Column("kind", String(16), nullable=False),  # activate | rollback | defaults
     Column("activated_at", DateTime(timezone=True), nullable=False),
     Column("activated_by", String(255), nullable=False),
@@ -67,7 +67,7 @@ mapping_activations = Table(
 mapping_unmapped_codes = Table(
     "mapping_unmapped_code",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
     Column("source", String(SOURCE_LENGTH), nullable=False),
     Column("code_table", String(64), nullable=False),
     Column("code", String(CODE_LENGTH), nullable=False),
