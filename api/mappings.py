@@ -120,16 +120,7 @@ def _change_out(change: Change) -> ChangeOut:
 
 
 def _unmapped_out(entry: UnmappedEntry) -> UnmappedOut:
-    return UnmappedOut(
-        source=entry.source,
-        table=entry.table,
-        code=entry.code,
-        count=entry.count,
-        first_seen=entry.first_seen,
-        last_seen=entry.last_seen,
-        last_message_id=entry.last_message_id,
-        checked_against=entry.checked_against,
-    )
+    return UnmappedOut.model_validate(entry, from_attributes=True)
 
 
 @router.get("")

@@ -201,6 +201,20 @@ def _value(text: str, seps: Separators, codec: str) -> str:
     return text
 
 
+def _leaf(text: str, sub: int, seps: Separators, codec: str) -> str:
+    """Subcomponent ``sub`` of a component's text, unescaped; '' when empty or null."""
+    if seps.subcomponent in text:
+        parts = text.split(seps.subcomponent)
+        text = parts[sub - 1] if 1 <= sub <= len(parts) else ""
+    elif sub != 1:
+        return ""
+    if text == NULL:
+        return ""
+    if seps.escape in text:
+        return unescape(text, seps, codec)
+    return text
+
+
 class Repetition:
     """One repetition of a field: components split on first use."""
 
@@ -242,17 +256,7 @@ class Repetition:
         text = comps[comp - 1]
         if not text:
             return ""
-        seps = self._seps
-        if seps.subcomponent in text:
-            subs = text.split(seps.subcomponent)
-            text = subs[sub - 1] if 1 <= sub <= len(subs) else ""
-        elif sub != 1:
-            return ""
-        if text == NULL:
-            return ""
-        if seps.escape in text:
-            return unescape(text, seps, self._codec)
-        return text
+        return _leaf(text, sub, self._seps, self._codec)
 
     def values(self) -> list[str]:
         """Every component's unescaped value (first subcomponent), in one pass."""
@@ -416,17 +420,7 @@ class Segment:
                 return ""
         elif comp != 1:
             return ""
-        sep = seps.subcomponent
-        if sep in text:
-            parts = text.split(sep)
-            text = parts[sub - 1] if 1 <= sub <= len(parts) else ""
-        elif sub != 1:
-            return ""
-        if text == NULL:
-            return ""
-        if seps.escape in text:
-            return unescape(text, seps, self._codec)
-        return text
+        return _leaf(text, sub, seps, self._codec)
 
     def components(self, n: int, width: int = 0, rep: int = 1) -> list[str]:
         """Every component of field n as ``component(n, c)`` gives it, padded to ``width``.

@@ -12,14 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.procs import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
