@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
-from api import fhir, mappings, messages
+from api import appointments, fhir, fhir_book, integrations, mappings, messages, webhooks
 from api.deps import NotAuthenticated
 from hub.db import engine_for, session_factory
 from hub.settings import Settings
@@ -35,7 +35,12 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
         return {"status": "ok"}
 
     fhir.register_error_handlers(app)
+    app.include_router(fhir_book.router)
     app.include_router(fhir.router)
     app.include_router(messages.router)
     app.include_router(mappings.router)
+    app.include_router(integrations.router)
+    app.include_router(integrations.jwks_router)
+    app.include_router(webhooks.router)
+    app.include_router(appointments.router)
     return app

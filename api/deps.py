@@ -5,12 +5,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.runtime import HubRuntime
 
 
 class NotAuthenticated(Exception):
@@ -47,6 +50,16 @@ def get_principal(request: Request, settings: SettingsDep) -> Principal:
     raise NotAuthenticated("invalid bearer token")
 
 
+def get_runtime(request: Request) -> HubRuntime:
+    runtime: HubRuntime = request.app.state.runtime
+    if runtime is None:
+        from fastapi import HTTPException
+
+        raise HTTPException(503, "this process has no hub runtime (bus, syncs, booking)")
+    return runtime
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+RuntimeDep = Annotated["HubRuntime", Depends(get_runtime)]

@@ -25,8 +25,33 @@ def _gmed(raw: bytes, mapping: MappingSet, default_timezone: str) -> SourceBundl
     return normalize_bytes(raw, mapping, default_timezone)
 
 
+def _adapter(source_type: str) -> Normalizer:
+    """The adapter's ``normalize_bytes``, imported on first use."""
+
+    def normalize(raw: bytes, mapping: MappingSet, default_timezone: str) -> SourceBundle:
+        from hub.sources import adapter_module
+
+        bundle: SourceBundle = adapter_module(source_type, "normalize").normalize_bytes(
+            raw, mapping, default_timezone
+        )
+        return bundle
+
+    return normalize
+
+
+def _upload(raw: bytes, mapping: MappingSet, default_timezone: str) -> SourceBundle:
+    from adapters.upload.normalize import normalize_upload
+
+    return normalize_upload(raw, mapping, default_timezone)
+
+
 CHANNELS: dict[str, InboundChannel] = {
     "gmed": InboundChannel(name="gmed", source="gmed", normalize=_gmed),
+    **{
+        name: InboundChannel(name=name, source=name, normalize=_adapter(name))
+        for name in ("epic", "athena", "google")
+    },
+    "upload": InboundChannel(name="upload", source="upload", normalize=_upload),
 }
 
 

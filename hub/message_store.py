@@ -29,6 +29,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every one we write is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def dedupe_key(channel: str, sender: str, control_id: str, body_sha256: str) -> str:
     """Same channel, sender, control id and bytes: a resend, not a new message."""
     material = "\x1f".join((channel, sender, control_id, body_sha256)).encode()

@@ -24,6 +24,10 @@ from mappings.store import MappingStore
 log = logging.getLogger(__name__)
 
 GMED_OUT = "gmed-out"
+INTERRUPTED_BOOKING = (
+    "the hub stopped before the source's answer to this request was recorded: "
+    "check the source, then sync the integration"
+)
 
 
 def route_changes(session: Session, settings: Settings, events: Sequence[DomainEvent]) -> list[int]:
@@ -80,6 +84,11 @@ class OutboundSender:
             row = message_store.claim(conn, message_id)
             if row is None:
                 return "skipped"
+            if row.channel != GMED_OUT:
+                # A booking request to an API source is sent while its caller waits; finding
+                # one here means the hub stopped before the answer was recorded.
+                message_store.finish(conn, message_id, "parked", error=INTERRUPTED_BOOKING)
+                return "parked"
             raw = row.raw
         host, port = self.settings.gmed_outbound_host, self.settings.gmed_outbound_port
         if not host or not port:

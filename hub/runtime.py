@@ -12,12 +12,14 @@ from sqlalchemy import Engine
 
 from canonical.repository import UpsertResult
 from hub import message_store
+from hub.booking import BookingService
 from hub.bus import Bus, BusConsumer, Publisher
 from hub.changes import save_change
 from hub.db import engine_for
 from hub.message_store import INBOUND, OUTBOUND, utcnow
 from hub.outbound import OutboundSender
 from hub.settings import Settings
+from hub.sync import SyncRunner, SyncScheduler
 from hub.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ class HubRuntime:
         self.publisher: Publisher = self.bus.publisher()
         self.worker = Worker(
             self.engine, settings, self.publish, sender=OutboundSender(self.engine, settings)
+        )
+        self.syncs = SyncScheduler(SyncRunner(self.engine, settings, self.publish))
+        self.booking = BookingService(
+            self.engine, settings, self.worker.process_inbound, self.publish
         )
         self._consumers: list[BusConsumer] = []
         self._threads: list[threading.Thread] = []
@@ -106,12 +112,15 @@ class HubRuntime:
         self._threads.append(thread)
 
     def start(self, workers: int = 1) -> None:
+        """Workers, retries and source syncs: the processes that do the hub's work."""
         self.requeue_unfinished()
         self.start_workers(workers)
         self.start_scheduler()
+        self.syncs.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.syncs.stop()
         for consumer in self._consumers:
             consumer.stop()
         for thread in self._threads:

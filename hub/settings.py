@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     gmed_receiving_application: str = "GMED"
     gmed_receiving_facility: str = "GMED"
     log_level: str = "INFO"
+    public_base_url: str = "http://127.0.0.1:8000"
+    """How sources reach this hub (webhook and push-channel addresses)."""
+    sync_interval_seconds: int = 900
+    sync_jitter_fraction: float = 0.1
+    sync_failures_to_open_circuit: int = 5
+    sync_circuit_open_seconds: float = 900.0
+    sync_concurrency: int = 2
+    webhook_window_seconds: int = 300
+    sandboxes: bool = False
+    """Start the Epic, athena and Google sandboxes in-process and register them (``make run``)."""
 
     @field_validator("default_timezone")
     @classmethod

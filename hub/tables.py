@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from canonical.tables import AUTO_ID
@@ -62,4 +63,51 @@ domain_events = Table(
     Column("detail", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_domain_event_created", "created_at"),
+)
+
+integrations = Table(
+    "integration",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("source_type", String(32), nullable=False),
+    Column("base_url", String(1024), nullable=False),
+    Column("owner", String(255), nullable=True, comment="organization or provider it serves"),
+    Column("credentials", LargeBinary, nullable=True, comment="encrypted JSON"),
+    Column("webhook_secret", LargeBinary, nullable=True, comment="encrypted"),
+    Column("options", JSON, nullable=False),
+    Column("sync_interval_seconds", Integer, nullable=False),
+    Column("enabled", Integer, nullable=False, default=1),
+    Column("cursor", JSON, nullable=True, comment="where the next sync resumes"),
+    Column("running_since", DateTime(timezone=True), nullable=True),
+    Column("last_sync_at", DateTime(timezone=True), nullable=True),
+    Column("last_success_at", DateTime(timezone=True), nullable=True),
+    Column("next_sync_at", DateTime(timezone=True), nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("pages_stored", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_event",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("integration", String(64), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("message_id", BigInteger, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("integration", "event_id", name="uq_webhook_event"),
+)
+
+slot_bookings = Table(
+    "slot_booking",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("slot_id", String(64), nullable=False, unique=True),
+    Column("state", String(16), nullable=False, comment="pending | booked"),
+    Column("appointment_id", String(64), nullable=True),
+    Column("requested_by", String(255), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
