@@ -8,7 +8,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
-from api import appointments, fhir, fhir_book, integrations, mappings, messages, webhooks
+from api import (
+    appointments,
+    availability,
+    fhir,
+    fhir_book,
+    integrations,
+    mappings,
+    messages,
+    webhooks,
+)
 from api.deps import NotAuthenticated
 from hub.db import engine_for, session_factory
 from hub.settings import Settings
@@ -43,4 +52,5 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     app.include_router(integrations.jwks_router)
     app.include_router(webhooks.router)
     app.include_router(appointments.router)
+    app.include_router(availability.router)
     return app

@@ -1,0 +1,1 @@
+"""Manual availability uploads (iCalendar, CSV): a source without an API."""
