@@ -29,12 +29,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(messages_app, name="messages")
 app.add_typer(gmed_app, name="gmed")
 
-try:
-    from hub.cli_mappings import app as mappings_app
+from hub.cli_integrations import app as integrations_app  # noqa: E402
+from hub.cli_mappings import app as mappings_app  # noqa: E402
 
-    app.add_typer(mappings_app, name="mappings", help="Versioned mapping sets.")
-except ImportError:  # pragma: no cover - only while the mappings CLI is absent
-    pass
+app.add_typer(mappings_app, name="mappings", help="Versioned mapping sets.")
+app.add_typer(integrations_app, name="integrations")
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
