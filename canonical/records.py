@@ -39,6 +39,9 @@ class SourceRecord:
     identifiers: list[Identifier]
     resource: dict[str, Any]
     original_time_text: str | None = None
+    if_missing: bool = False
+    """A stand-in (a Practitioner known only by id on a slot page, say) for a record another
+    page describes in full: created when missing, never written over."""
 
 
 @dataclass(slots=True)

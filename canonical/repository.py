@@ -241,14 +241,18 @@ class CanonicalRepository:
         row, matched = self._find_row(rtype, known)
         primary = record.identifiers[0]
         source_id = f"{primary.system}|{primary.value}"
-        if (
-            row is not None
-            and message_seq is not None
-            and row.message_seq is not None
-            and row.message_seq > message_seq
+        if row is not None and (
+            record.if_missing
+            or (
+                message_seq is not None
+                and row.message_seq is not None
+                and row.message_seq > message_seq
+            )
         ):
             self._learn(rtype, matched, row.id)
-            return _result(rtype, row.id, row.version_id, row.status, row.status, stale=True)
+            return _result(
+                rtype, row.id, row.version_id, row.status, row.status, stale=not record.if_missing
+            )
         stored = row.resource if row is not None else {}
         body["identifier"] = _merge_identifiers(
             stored.get("identifier"), body.get("identifier"), record.identifiers

@@ -264,3 +264,26 @@ def test_unknown_resource_type_is_rejected(engine: Engine) -> None:
     record = SourceRecord("Encounter", [Identifier("x", "1")], {"resourceType": "Encounter"})
     with Session(engine) as session, session.begin(), pytest.raises(InvalidResource):
         CanonicalRepository(session).upsert(record, provenance(), 1)
+
+
+def test_a_stand_in_record_creates_but_never_overwrites(engine: Engine) -> None:
+    system = "urn:harmony:athena-a:providerid"
+    full = SourceRecord(
+        "Practitioner",
+        [Identifier(system, "71")],
+        {"resourceType": "Practitioner", "name": [{"family": "Hopper", "given": ["Grace"]}]},
+    )
+    bare = SourceRecord(
+        "Practitioner",
+        [Identifier(system, "71")],
+        {"resourceType": "Practitioner"},
+        if_missing=True,
+    )
+    created = apply(engine, SourceBundle(records=[bare]), seq=1)[0]
+    assert created.created
+    written = apply(engine, SourceBundle(records=[full]), seq=2)[0]
+    assert written.changed and written.id == created.id
+    kept = apply(engine, SourceBundle(records=[bare]), seq=3)[0]
+    assert (kept.changed, kept.stale, kept.id) == (False, False, created.id)
+    stored = read(engine, lambda r: r.get("Practitioner", created.id))
+    assert stored["name"] == [{"family": "Hopper", "given": ["Grace"]}]
