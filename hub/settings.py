@@ -59,8 +59,6 @@ class Settings(BaseSettings):
     sync_circuit_open_seconds: float = 900.0
     sync_concurrency: int = 2
     webhook_window_seconds: int = 300
-    sandboxes: bool = False
-    """Start the Epic, athena and Google sandboxes in-process and register them (``make run``)."""
 
     @field_validator("default_timezone")
     @classmethod
