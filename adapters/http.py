@@ -23,6 +23,7 @@ from adapters.contract import SourceError
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,16 @@ class RetryingHttp:
     """Returns a bearer token; called with True to force a refresh after a 401."""
     sleep: Callable[[float], None] = time.sleep
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """``idempotent`` (default: by method) allows retrying after a 5xx or a lost answer.
+
+        A POST that may have reached the server (a booking) is not sent twice: the vendor may
+        have done it before failing, and a second try would then see its own booking as a
+        conflict. A 429, or a connection that never opened, is safe to retry for any method.
+        """
+        safe = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         refreshed = False
         attempt = 0
         while True:
@@ -84,6 +94,12 @@ class RetryingHttp:
             try:
                 response = self.client.request(method, url, headers=headers, **kwargs)
             except httpx.TransportError as exc:  # timeouts, refused connections, resets
+                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if not safe and not never_sent:
+                    raise SourceError(
+                        f"{method} {url}: {exc!r}; not retried, the server may have acted on it",
+                        retryable=False,
+                    ) from exc
                 if attempt >= self.policy.max_attempts:
                     raise SourceError(f"{method} {url}: {exc!r} after {attempt} attempts") from exc
                 delay = retry_delay(attempt, self.policy)
@@ -100,6 +116,11 @@ class RetryingHttp:
             if response.status_code not in RETRY_STATUSES:
                 return response
             wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if response.status_code != 429 and not safe:
+                raise SourceError(
+                    f"{describe(response)} (not retried: the server may have acted on it)",
+                    status=response.status_code,
+                )
             if attempt >= self.policy.max_attempts or (wait or 0) > self.policy.max_delay:
                 raise SourceError(
                     f"{describe(response)} (gave up after {attempt} attempts)",

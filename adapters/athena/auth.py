@@ -39,6 +39,7 @@ def token_cache(config: IntegrationConfig, http: RetryingHttp) -> TokenCache:
             url,
             data={"grant_type": "client_credentials", "scope": scope},
             auth=(client_id, secret),
+            idempotent=True,  # asking for a token twice is harmless
         )
         if response.status_code != 200:
             raise SourceError(

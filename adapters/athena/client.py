@@ -108,7 +108,11 @@ class AthenaClient:
         changes in between are lost to it and this run reads everything."""
         status = checked(self.http.request("GET", f"{self.api}/appointments/changed/subscription"))
         if text(status.get("status") if isinstance(status, dict) else "").upper() != "ACTIVE":
-            checked(self.http.request("POST", f"{self.api}/appointments/changed/subscription"))
+            checked(
+                self.http.request(
+                    "POST", f"{self.api}/appointments/changed/subscription", idempotent=True
+                )
+            )
             return replace(position, mode=FULL)
         return position
 
@@ -176,7 +180,7 @@ class AthenaClient:
         if request.comment or request.reason:
             form["bookingnote"] = request.comment or request.reason or ""
         url = f"{self.api}/appointments/{appointmentid}"
-        body = checked(self.http.request("PUT", url, data=form), booking=True)
+        body = checked(self.http.request("PUT", url, data=form, idempotent=False), booking=True)
         booked = body[0] if isinstance(body, list) and body else body
         source_id = text(booked.get("appointmentid")) if isinstance(booked, dict) else ""
         page = envelope(self.config, "appointment", f"PUT {url}", body, self._context())
@@ -210,7 +214,7 @@ class AthenaClient:
         )
         url = f"{self.api}/appointments/{appointment_source_id}/reschedule"
         form = {"newappointmentid": text(new_slot_source_id), "patientid": patientid}
-        body = checked(self.http.request("PUT", url, data=form), booking=True)
+        body = checked(self.http.request("PUT", url, data=form, idempotent=False), booking=True)
         moved = body[0] if isinstance(body, list) and body else body
         new_id = text(moved.get("appointmentid")) if isinstance(moved, dict) else ""
         new_id = new_id or text(new_slot_source_id)

@@ -108,7 +108,7 @@ class BackendAuth:
         }
         if self._scope:
             form["scope"] = self._scope
-        response = self._http.request("POST", self.token_url, data=form)
+        response = self._http.request("POST", self.token_url, data=form, idempotent=True)
         if response.status_code != 200:
             raise SourceError(
                 f"token request refused: {_oauth_error(response)}",

@@ -230,9 +230,11 @@ class EpicClient:
         return _answer(self.http.request("GET", url, headers={"Accept": FHIR_JSON}))
 
     def _post(self, url: str, body: dict[str, Any], *, booking: bool = False) -> Any:
+        """``$find`` is safe to retry; ``$book`` (booking or cancelling) is not."""
         response = self.http.request(
             "POST",
             url,
+            idempotent=not booking,
             content=orjson.dumps(body),
             headers={"Accept": FHIR_JSON, "Content-Type": FHIR_JSON},
         )

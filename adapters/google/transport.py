@@ -26,9 +26,17 @@ log = logging.getLogger(__name__)
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 
-def should_retry(status: int, content: bytes) -> bool:
-    if status in RETRY_STATUSES:
+def creates_event(uri: str, method: str) -> bool:
+    """``events.insert``: sent twice it books twice, so it is not retried once it may have
+    reached Google (other POSTs, freeBusy and watch, are safe to repeat)."""
+    return method.upper() == "POST" and uri.split("?", 1)[0].endswith("/events")
+
+
+def should_retry(status: int, content: bytes, *, safe: bool = True) -> bool:
+    if status == 429:
         return True
+    if status in RETRY_STATUSES:
+        return safe
     # Google says "slow down" with 403 too, telling it apart from permission errors by reason.
     return status == 403 and error_parts(content)[1] in RATE_LIMIT_REASONS
 
@@ -62,6 +70,7 @@ class RetryingTransport:
     def _request(
         self, uri: str, method: str, body: Any, headers: Any, **kwargs: Any
     ) -> tuple[httplib2.Response, bytes]:
+        safe = not creates_event(uri, method)
         attempt = 0
         while True:
             attempt += 1
@@ -70,11 +79,16 @@ class RetryingTransport:
                     uri, method, body=body, headers=dict(headers or {}), **kwargs
                 )
             except (OSError, httplib2.HttpLib2Error) as exc:  # refused, reset, timed out
+                if not safe and not isinstance(exc, ConnectionRefusedError):
+                    raise SourceError(
+                        f"{method} {uri}: {exc!r}; not retried, Google may have created it",
+                        retryable=False,
+                    ) from exc
                 if attempt >= self.policy.max_attempts:
                     raise SourceError(f"{method} {uri}: {exc!r} after {attempt} attempts") from exc
                 self._wait(retry_delay(attempt, self.policy), f"{method} {uri}: {exc!r}")
                 continue
-            if not should_retry(response.status, content):
+            if not should_retry(response.status, content, safe=safe):
                 return response, content
             wait = retry_after_seconds(response.get("retry-after"))
             if attempt >= self.policy.max_attempts or (wait or 0) > self.policy.max_delay:
