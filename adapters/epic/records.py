@@ -186,7 +186,7 @@ class RecordBuilder:
                     resource[name] = full[name]
         elif display:
             resource["name"] = display if rtype == "Location" else [{"text": display}]
-        self.actors[key] = SourceRecord(rtype, ids, resource)
+        self.actors[key] = SourceRecord(rtype, ids, resource, if_missing=full is None)
 
     def add_actor(self, resource: dict[str, Any]) -> None:
         """A full Practitioner/Location/Patient the page carried on its own."""
