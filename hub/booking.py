@@ -38,6 +38,8 @@ from hub.tables import domain_events, slot_bookings
 log = logging.getLogger(__name__)
 
 HARMONY_SOURCE = "harmony"
+LOCAL_SOURCES = frozenset({"gmed"})
+"""Sources whose slots are booked in Harmony and sent on by the outbox (an SIU for GMED)."""
 STALE_PENDING = timedelta(minutes=5)
 ENDED = frozenset({"cancelled", "noshow", "entered-in-error"})
 
@@ -313,6 +315,8 @@ def _owner(slot: dict[str, Any]) -> tuple[str, str] | None:
     """(integration, source id) from the slot's first integration identifier."""
     for identifier in slot.get("identifier", []):
         integration = integration_of(identifier.get("system", ""))
+        if integration in LOCAL_SOURCES:
+            return None
         if integration is not None and identifier.get("value"):
             return integration, str(identifier["value"])
     return None

@@ -60,7 +60,12 @@ def _settings() -> Settings:
 
 @app.command()
 def serve(
-    demo: Annotated[bool, typer.Option(help="Also stream the bundled GMED fixtures in.")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Start the Epic, athena and Google sandboxes and stream the GMED fixtures in."
+        ),
+    ] = False,
     workers: Annotated[int, typer.Option(help="Worker threads.")] = 1,
 ) -> None:
     """API, MLLP listener and workers in one process: the embedded default."""

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from mappings.store import MappingStore
 log = logging.getLogger(__name__)
 
 GMED_OUT = "gmed-out"
+GMED_SYSTEMS = "urn:harmony:gmed:"
 INTERRUPTED_BOOKING = (
     "the hub stopped before the source's answer to this request was recorded: "
     "check the source, then sync the integration"
@@ -43,7 +45,7 @@ def route_changes(session: Session, settings: Settings, events: Sequence[DomainE
         if event.resource_type != "Appointment" or event.source_system == "gmed":
             continue
         appointment = repo.get("Appointment", event.resource_id)
-        if appointment is None:
+        if appointment is None or not _concerns_gmed(repo, appointment):
             continue
         raw = build_siu(
             appointment,
@@ -59,6 +61,24 @@ def route_changes(session: Session, settings: Settings, events: Sequence[DomainE
         )
         ids.append(stored.id)
     return ids
+
+
+def _gmed_identified(resource: dict[str, Any]) -> bool:
+    return any(
+        str(i.get("system", "")).startswith(GMED_SYSTEMS) for i in resource.get("identifier", [])
+    )
+
+
+def _concerns_gmed(repo: CanonicalRepository, appointment: dict[str, Any]) -> bool:
+    """GMED hears of appointments it knows (its ids) or booked on its slots, not of Epic's."""
+    if _gmed_identified(appointment):
+        return True
+    for ref in appointment.get("slot", []):
+        kind, _, slot_id = str(ref.get("reference", "")).partition("/")
+        slot = repo.get("Slot", slot_id) if kind == "Slot" else None
+        if slot is not None and _gmed_identified(slot):
+            return True
+    return False
 
 
 def ack_code(ack: bytes) -> tuple[str, str]:

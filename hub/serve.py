@@ -40,12 +40,25 @@ async def serve_all(
     demo: bool = False,
 ) -> None:
     """Start the chosen roles and run until SIGINT/SIGTERM."""
+    gmed_sandbox = None
+    if demo and not settings.gmed_outbound_host:
+        from hub.demo import start_gmed_receiver
+
+        gmed_sandbox, gmed_port = await start_gmed_receiver(settings.mllp_host)
+        settings = settings.model_copy(
+            update={"gmed_outbound_host": settings.mllp_host, "gmed_outbound_port": gmed_port}
+        )
     engine = engine_for(settings)
     if settings.is_development:
         from hub.migrate import upgrade
 
         await asyncio.to_thread(upgrade, settings.database_url)
     runtime = HubRuntime(settings, engine)
+    sources: list[Any] = []
+    if demo:
+        from hub.demo import start_demo_sources
+
+        sources = await asyncio.to_thread(start_demo_sources, engine, settings)
     checkpointer = SqliteCheckpointer(engine).start() if engine.dialect.name == "sqlite" else None
     if workers:
         await asyncio.to_thread(runtime.start, workers)
@@ -91,6 +104,12 @@ async def serve_all(
         log.info("API on http://%s:%s", settings.api_host, settings.api_port)
     if demo and server is not None:
         tasks.append(asyncio.create_task(_demo(settings.mllp_host, server.port)))
+    if sources and web is not None:
+        from hub.demo import open_google_push
+
+        tasks.append(
+            asyncio.create_task(_after_start(web, open_google_push, sources, engine, settings))
+        )
 
     # uvicorn takes over SIGINT/SIGTERM while it runs, so its end is a stop signal too.
     ends: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
@@ -109,8 +128,21 @@ async def serve_all(
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(task, 5)
     await asyncio.to_thread(runtime.stop)
+    if gmed_sandbox is not None:
+        await gmed_sandbox.close()
+    if sources:
+        from hub.demo import stop_demo_sources
+
+        stop_demo_sources(sources)
     if checkpointer is not None:
         checkpointer.stop()
+
+
+async def _after_start(web: Any, work: Any, *args: Any) -> None:
+    """Run ``work`` in a thread once the API accepts connections (push channels need it)."""
+    while not web.started:
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(work, *args)
 
 
 async def _demo(host: str, port: int) -> None:

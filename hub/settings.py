@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     gmed_receiving_application: str = "GMED"
     gmed_receiving_facility: str = "GMED"
     log_level: str = "INFO"
-    public_base_url: str = "http://127.0.0.1:8000"
-    """How sources reach this hub (webhook and push-channel addresses)."""
+    public_base_url: str | None = None
+    """How sources reach this hub (webhook and push-channel addresses); default: the API's."""
     sync_interval_seconds: int = 900
     sync_jitter_fraction: float = 0.1
     sync_failures_to_open_circuit: int = 5
@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         if self.is_development:
             tokens.add(self.dev_token)
         return frozenset(tokens)
+
+    def webhook_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def is_development(self) -> bool:

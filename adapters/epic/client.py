@@ -206,7 +206,13 @@ class EpicClient:
     def _patient_reference(self, patient: dict[str, Any] | None) -> dict[str, Any]:
         """``Patient/<Epic id>`` when the canonical patient has one, else a logical reference."""
         if not patient:
-            raise SourceError("booking in Epic needs a patient", retryable=False)
+            default = self.config.options.get("default_patient")
+            if default:  # a kiosk or demo integration books for one registered patient
+                return {"reference": f"Patient/{default}"}
+            raise SourceError(
+                "booking in Epic needs a patient (or the integration option default_patient)",
+                retryable=False,
+            )
         own = source_system(self.config.name, "Patient")
         identifiers = patient.get("identifier") or []
         display = next((n.get("text") for n in patient.get("name") or [] if n.get("text")), None)

@@ -141,3 +141,42 @@ def test_gmed_down_means_retry_and_an_ar_means_parked(engine: Engine) -> None:
         assert "AR" in (_outbound(engine)[0][2] or "")
     finally:
         refusing.close()
+
+
+def test_booking_a_freed_gmed_slot_sends_gmed_an_siu_s12(
+    engine: Engine, sandbox: GmedSandbox
+) -> None:
+    from canonical.search import search
+    from hub.booking import BookingOrder
+
+    runtime = _runtime(engine, sandbox.port)
+    cancel = S12.with_name("fhirconv_siu_s15_01_v28.hl7").read_bytes()
+    stored = message_store.store_batch(
+        engine, [NewMessage(channel="gmed", direction=INBOUND, raw=cancel, control_id="S15")]
+    )[0]
+    assert runtime.worker.process_inbound(stored.id) == "processed"
+    with runtime.worker.sessions() as session:
+        free = search(session, "Slot", [("status", "free")]).resources
+    assert free, "a cancelled GMED appointment frees its slots"
+    appointment = runtime.booking.book(BookingOrder(slot_id=free[0]["id"], reason="rebooked"))
+    assert appointment["status"] == "booked"
+    ((out_id, status, _),) = _outbound(engine)
+    assert OutboundSender(engine, runtime.settings).send(out_id) == "sent"
+    (received,) = sandbox.sink.received
+    assert parse_message(received.raw).trigger_event == "S12"
+
+
+def test_appointments_of_other_sources_are_not_sent_to_gmed(
+    engine: Engine, sandbox: GmedSandbox
+) -> None:
+    runtime = _runtime(engine, sandbox.port)
+    appointment = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": "2030-01-01T09:00:00Z",
+        "end": "2030-01-01T09:30:00Z",
+        "identifier": [{"system": "urn:harmony:epic-a:Appointment", "value": "e1"}],
+        "participant": [{"actor": {"display": "Dr Lee"}, "status": "accepted"}],
+    }
+    runtime.save_change("Appointment", appointment, source_system="epic")
+    assert _outbound(engine) == []
