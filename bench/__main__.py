@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import bench_memory, bench_mllp, bench_normalize, bench_sync
+from bench import bench_booking, bench_memory, bench_mllp, bench_normalize, bench_sync
 
 SUITES = {
     "normalize": bench_normalize,
     "mllp": bench_mllp,
     "memory": bench_memory,
     "sync": bench_sync,
+    "booking": bench_booking,
 }
 
 

@@ -211,22 +211,20 @@ class BookingService:
             comment=order.comment,
         )
         outbound_id = self._store_request(config.source_type, integration, request)
-        client = self.clients(config)
+        client = self.clients(config)  # pooled: keeps its token and connections
         try:
             result = client.book(request)
         except SlotUnavailable as exc:
-            self._finish_request(outbound_id, error=str(exc))
+            self._fail_request(outbound_id, str(exc))
             self._mark_slot(order.slot_id, "busy")
             raise BookingError(
                 409, f"{integration} says Slot/{order.slot_id} is no longer free: {exc}"
             ) from None
         except SourceError as exc:
-            self._finish_request(outbound_id, error=str(exc))
+            self._fail_request(outbound_id, str(exc))
             raise BookingError(502, f"{integration} could not book: {exc}") from None
-        finally:
-            client.close()
-        self._finish_request(outbound_id, error=None)
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # the request is done once its answer is stored
+            message_store.finish(conn, outbound_id, "sent")
             inbound_id = message_store.store_in(conn, page_message(integration, result.page)).id
         status = self.process_inbound(inbound_id)
         if status != "processed":
@@ -264,12 +262,9 @@ class BookingService:
             message_store.claim(conn, stored.id)
         return stored.id
 
-    def _finish_request(self, message_id: int, *, error: str | None) -> None:
+    def _fail_request(self, message_id: int, error: str) -> None:
         with self.engine.begin() as conn:
-            if error is None:
-                message_store.finish(conn, message_id, "sent")
-            else:
-                message_store.finish(conn, message_id, "parked", error=error)
+            message_store.finish(conn, message_id, "parked", error=error)
 
     def _appointment_of(self, message_id: int) -> str | None:
         with self.engine.connect() as conn:

@@ -19,6 +19,7 @@ from hub.db import engine_for
 from hub.message_store import INBOUND, OUTBOUND, utcnow
 from hub.outbound import OutboundSender
 from hub.settings import Settings
+from hub.sources import ClientPool
 from hub.sync import SyncRunner, SyncScheduler
 from hub.worker import Worker
 
@@ -39,8 +40,9 @@ class HubRuntime:
             self.engine, settings, self.publish, sender=OutboundSender(self.engine, settings)
         )
         self.syncs = SyncScheduler(SyncRunner(self.engine, settings, self.publish))
+        self.clients = ClientPool()
         self.booking = BookingService(
-            self.engine, settings, self.worker.process_inbound, self.publish
+            self.engine, settings, self.worker.process_inbound, self.publish, self.clients
         )
         self._consumers: list[BusConsumer] = []
         self._threads: list[threading.Thread] = []
@@ -121,6 +123,7 @@ class HubRuntime:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.syncs.stop()
+        self.clients.close()
         for consumer in self._consumers:
             consumer.stop()
         for thread in self._threads:
