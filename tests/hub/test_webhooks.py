@@ -100,3 +100,33 @@ def test_google_push_checks_the_channel_token(engine: Engine) -> None:
     assert resyncs == []
     changed = {**handshake, "x-goog-resource-state": "exists"}
     assert receiver.receive("google-a", changed, b"").resync and resyncs == ["google-a"]
+
+
+def test_an_event_with_its_resource_updates_the_store_at_once(engine: Engine) -> None:
+    from sqlalchemy.orm import Session
+
+    from canonical.search import search
+    from hub.runtime import HubRuntime
+
+    receiver, resyncs, _ = _receiver(engine)
+    booked = {
+        "date": "12/01/2030",
+        "appointmentid": "9001",
+        "starttime": "09:30",
+        "duration": "30",
+        "departmentid": "1",
+        "providerid": "71",
+        "appointmentstatus": "f",
+        "patientid": "4242",
+    }
+    body = orjson.dumps({"id": "evt-9", "type": "booked", "resource": booked})
+    outcome = receiver.receive("athena-a", _signed(body), body)
+    assert outcome.status == "accepted" and not outcome.resync and resyncs == []
+    runtime = HubRuntime(receiver.settings.model_copy(update={"default_timezone": "UTC"}), engine)
+    assert outcome.message_id is not None
+    assert runtime.worker.process_inbound(outcome.message_id) == "processed"
+    with Session(engine) as session:
+        (appointment,) = search(
+            session, "Appointment", [("identifier", "urn:harmony:athena-a:appointmentid|9001")]
+        ).resources
+    assert appointment["status"] == "booked" and appointment["start"] == "2030-12-01T09:30:00+00:00"
