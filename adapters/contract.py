@@ -49,6 +49,17 @@ class IntegrationConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def require_credentials(config: IntegrationConfig, vendor: str, *keys: str) -> dict[str, Any]:
+    """The integration's credentials, or a clear, permanent error naming what is missing."""
+    missing = [key for key in keys if not config.credentials.get(key)]
+    if missing:
+        raise SourceError(
+            f"integration {config.name!r} lacks {vendor} credentials: {', '.join(missing)}",
+            retryable=False,
+        )
+    return config.credentials
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     integration: str

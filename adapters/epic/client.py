@@ -30,6 +30,7 @@ from adapters.contract import (
     SlotUnavailable,
     SourceError,
     envelope,
+    require_credentials,
     source_system,
 )
 from adapters.epic.auth import BackendAuth, token_url_for
@@ -300,13 +301,7 @@ def make_client(
     sleep: Callable[[float], None] = time.sleep,
 ) -> EpicClient:
     """An EpicClient from the integration's credentials (client_id, private_key_pem, kid)."""
-    creds = config.credentials
-    missing = [k for k in ("client_id", "private_key_pem", "kid") if not creds.get(k)]
-    if missing:
-        raise SourceError(
-            f"integration {config.name!r} lacks Epic credentials: {', '.join(missing)}",
-            retryable=False,
-        )
+    creds = require_credentials(config, "Epic", "client_id", "private_key_pem", "kid")
     policy = policy or RetryPolicy()
     client = httpx.Client(timeout=timeout)
     token_url = str(config.options.get("token_url") or token_url_for(config.base_url))

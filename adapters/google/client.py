@@ -35,6 +35,7 @@ from adapters.contract import (
     SlotUnavailable,
     SourceError,
     envelope,
+    require_credentials,
 )
 from adapters.google.booking import event_body, slot_calendar, slot_window
 from adapters.google.cursor import Listing, SyncCursor
@@ -283,13 +284,7 @@ def make_client(
     config: IntegrationConfig, *, policy: RetryPolicy | None = None, timeout: float = 10.0
 ) -> GoogleCalendarClient:
     """A client for one configured Google integration (or the sandbox at ``base_url``)."""
-    secrets = config.credentials
-    missing = [k for k in ("refresh_token", "client_id", "client_secret") if not secrets.get(k)]
-    if missing:
-        raise SourceError(
-            f"integration {config.name} lacks Google credentials: {', '.join(missing)}",
-            retryable=False,
-        )
+    secrets = require_credentials(config, "Google", "refresh_token", "client_id", "client_secret")
     credentials = Credentials(
         token=secrets.get("access_token"),
         refresh_token=secrets["refresh_token"],

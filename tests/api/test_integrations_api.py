@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
-from api.app import create_app
 from hub.runtime import HubRuntime
-from hub.settings import Settings
 from hub.webhooks import sign
 
 CSV = "practitioner,start,end\nDr Ada,2030-05-06T09:00,2030-05-06T10:00\n"
-
-
-@pytest.fixture
-def runtime(engine: Engine) -> Iterator[HubRuntime]:
-    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
-    hub = HubRuntime(settings, engine)
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture
-def client(runtime: HubRuntime) -> Iterator[TestClient]:
-    app = create_app(runtime.settings, engine=runtime.engine, runtime=runtime)
-    with TestClient(app) as test_client:
-        test_client.headers["Authorization"] = f"Bearer {runtime.settings.dev_token}"
-        yield test_client
 
 
 def test_integrations_crud_never_returns_secrets(client: TestClient) -> None:
