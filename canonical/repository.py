@@ -6,10 +6,14 @@ Writes are idempotent (same content, no new version) and ordered by message sequ
 message older than the one that last wrote a record does not overwrite it), because parallel
 workers may process messages for one appointment out of order.
 
+A bundle is written as a batch: one identifier lookup for all its records, then one
+executemany per table, because a statement per record cost twenty times the work itself.
+
 Concurrency: each write runs in a SAVEPOINT and is retried when a unique constraint shows
-that another transaction created the same record first. On PostgreSQL the stored row is
-locked with SELECT ... FOR UPDATE; SQLite has one writer at a time, so the write lock is taken
-before anything is read (which also keeps pysqlite's SAVEPOINT inside a real transaction).
+that another transaction created the same record first (a bundle is then redone record by
+record). On PostgreSQL the stored rows are locked with SELECT ... FOR UPDATE; SQLite has one
+writer at a time, so the write lock is taken before anything is read (which also keeps
+pysqlite's SAVEPOINT inside a real transaction).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from canonical.records import Identifier, Provenance, SourceBundle, SourceRecord
 from canonical.tables import identifiers, provenance, resource_versions, resources
 
 MAX_ATTEMPTS = 8
+LOOKUP_CHUNK = 1000  # identifier values per IN list, well inside every driver's bind limit
 _CONDITIONAL_MARK = "?identifier="
 _IMMUTABLE = (str, int, float, bool, type(None))
 
@@ -86,14 +91,66 @@ def format_instant(value: datetime) -> str:
 Key = tuple[str, str]
 
 
+@dataclass(eq=False, slots=True)
+class _NewRow:
+    """A resource INSERT deferred to the next flush; its ``pk`` is known only after it."""
+
+    values: dict[str, Any]
+    pk: int | None = None
+
+
 @dataclass(slots=True)
 class _Pending:
-    """Rows that no later read of the same write depends on, sent with one executemany each."""
+    """Writes that no read before the next flush depends on, sent with one executemany each.
 
+    ``resource_pk`` of a dependent row may be a _NewRow, replaced by its pk once inserted.
+    """
+
+    inserts: list[_NewRow] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
     seqs: dict[int, int] = field(default_factory=dict)
-    search: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    cleared: list[int] = field(default_factory=list)
+    identifiers: list[dict[str, Any]] = field(default_factory=list)
+    unsure_identifiers: list[dict[str, Any]] = field(default_factory=list)
+    """Of updated records: inserted unless the record has them already."""
+    search: list[dict[str, Any]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
     provenance: list[dict[str, Any]] = field(default_factory=list)
+
+
+TypedKey = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one lookup found for a whole bundle, and what its writes have touched since.
+
+    A record whose identifiers or stored row a write of the same bundle touched is looked up
+    again after a flush, so it sees that write.
+    """
+
+    pks: dict[TypedKey, int] = field(default_factory=dict)
+    rows: dict[int, Row[Any]] = field(default_factory=dict)
+    touched_keys: set[TypedKey] = field(default_factory=set)
+    touched_pks: set[int] = field(default_factory=set)
+
+    def find(self, rtype: str, keys: list[Key]) -> tuple[Row[Any] | None, list[Key]] | None:
+        """As ``_find_row`` answers; None when the lookup may be out of date for these keys."""
+        typed = [(rtype, system, value) for system, value in dict.fromkeys(keys)]
+        if any(key in self.touched_keys for key in typed):
+            return None
+        matches = [(self.pks[key], key[1], key[2]) for key in typed if key in self.pks]
+        pk = _one_pk(rtype, matches)
+        if pk is None:
+            return None, []
+        if pk in self.touched_pks:
+            return None
+        return self.rows[pk], [(system, value) for _, system, value in matches]
+
+    def touch(self, rtype: str, keys: Iterable[Key], pk: int | None) -> None:
+        self.touched_keys.update((rtype, system, value) for system, value in keys)
+        if pk is not None:
+            self.touched_pks.add(pk)
 
 
 class CanonicalRepository:
@@ -104,6 +161,7 @@ class CanonicalRepository:
         self._clock = clock
         self._is_sqlite = session.get_bind().dialect.name == "sqlite"
         self._pending = _Pending()
+        self._batch: _Batch | None = None
         # (type, system, value) -> id, for references to records of the bundle being applied;
         # only during apply(), and only from writes whose savepoint was released.
         self._targets: dict[tuple[str, str, str], str] | None = None
@@ -126,18 +184,21 @@ class CanonicalRepository:
             return [self.upsert(record, provenance, message_seq) for record in bundle.records]
         finally:
             self._targets = None
+            self._batch = None
 
     def _apply_at_once(
         self, records: list[SourceRecord], prov: Provenance, message_seq: int | None
     ) -> list[UpsertResult]:
         """The whole bundle in one SAVEPOINT: the common case, with no concurrent creator."""
         assert self._targets is not None
+        for record in records:
+            _check_record(record)
         self._take_write_lock()
         self._pending = _Pending()
         results = []
         with self.session.begin_nested():
+            self._batch = self._lookup(records)
             for record in records:
-                _check_record(record)
                 self._learned = {}
                 results.append(self._upsert_once(record, prov, message_seq))
                 self._targets.update(self._learned)
@@ -210,18 +271,71 @@ class CanonicalRepository:
         """Send the deferred rows; runs inside the SAVEPOINT of the writes that made them."""
         pending, self._pending = self._pending, _Pending()
         conn = self._conn()
-        if pending.seqs:
-            conn.execute(
-                statements.UPDATE_MESSAGE_SEQ,
-                [{"b_pk": pk, "b_seq": seq} for pk, seq in pending.seqs.items()],
-            )
-        entries = [entry for rows in pending.search.values() for entry in rows]
-        if entries:
-            conn.execute(statements.INSERT_SEARCH_ENTRIES, entries)
-        if pending.versions:
-            conn.execute(statements.INSERT_VERSIONS, pending.versions)
-        if pending.provenance:
-            conn.execute(statements.INSERT_PROVENANCE, pending.provenance)
+        if pending.inserts:
+            self._insert_resources(pending.inserts)
+        seqs = [{"b_pk": pk, "b_seq": seq} for pk, seq in pending.seqs.items()]
+        identifier_rows = pending.identifiers + self._unrecorded(pending.unsure_identifiers)
+        for statement, rows in (
+            (statements.UPDATE_RESOURCE, pending.updates),
+            (statements.UPDATE_MESSAGE_SEQ, seqs),
+            (statements.DELETE_SEARCH_ENTRIES, [{"b_pk": pk} for pk in pending.cleared]),
+            (statements.INSERT_IDENTIFIERS, identifier_rows),
+            (statements.INSERT_SEARCH_ENTRIES, pending.search),
+            (statements.INSERT_VERSIONS, pending.versions),
+            (statements.INSERT_PROVENANCE, pending.provenance),
+        ):
+            if rows:
+                conn.execute(statement, _with_pks(rows))
+
+    def _insert_resources(self, rows: list[_NewRow]) -> None:
+        """One executemany for every new resource, then one lookup of the pks they got.
+
+        (INSERT ... RETURNING would send one statement per row on SQLite to keep their order,
+        and one huge statement on PostgreSQL that psycopg parses slowly.)
+        """
+        conn = self._conn()
+        conn.execute(statements.INSERT_RESOURCES, [new.values for new in rows])
+        by_type: dict[str, dict[str, _NewRow]] = {}
+        for new in rows:
+            by_type.setdefault(new.values["resource_type"], {})[new.values["id"]] = new
+        for rtype, by_id in by_type.items():
+            ids = list(by_id)
+            if self._is_sqlite:
+                found = [
+                    row
+                    for chunk in _chunks(ids, LOOKUP_CHUNK)
+                    for row in conn.execute(statements.PKS_BY_ID, {"b_type": rtype, "b_ids": chunk})
+                ]
+            else:
+                params = {"b_type": rtype, "b_ids": ids}
+                found = list(conn.execute(statements.PKS_BY_ID_ARRAY, params))
+            for pk, resource_id in found:
+                by_id[resource_id].pk = pk
+
+    def _unrecorded(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The identifier rows of updated records that their records do not have yet."""
+        if not rows:
+            return []
+        pks = sorted({row["resource_pk"] for row in rows})
+        existing = {
+            (r.resource_pk, r.system, r.value)
+            for chunk in _chunks(pks, LOOKUP_CHUNK)
+            for r in self._conn().execute(statements.IDENTIFIERS_OF_MANY, {"b_pks": chunk})
+        }
+        return [r for r in rows if (r["resource_pk"], r["system"], r["value"]) not in existing]
+
+    def _lookup(self, records: list[SourceRecord]) -> _Batch:
+        """The stored records every identifier of ``records`` names, read (and locked) at once."""
+        wanted: dict[str, set[Key]] = {}
+        for record in records:
+            wanted.setdefault(record.resource_type, set()).update(_record_keys(record))
+        batch = _Batch()
+        for rtype, keys in wanted.items():
+            for m in self._rows_by_keys(rtype, sorted(keys)):
+                if (m.matched_system, m.matched_value) in keys:
+                    batch.pks[(rtype, m.matched_system, m.matched_value)] = m.matched_pk
+                    batch.rows[m.matched_pk] = m
+        return batch
 
     def _learn(self, rtype: str, keys: Iterable[Key], resource_id: str) -> None:
         for system, value in keys:
@@ -235,10 +349,7 @@ class CanonicalRepository:
         body.pop("id", None)
         body.pop("meta", None)
         body["resourceType"] = rtype
-        known = _identifier_keys(body.get("identifier")) + [
-            (i.system, i.value) for i in record.identifiers
-        ]
-        row, matched = self._find_row(rtype, known)
+        row, matched = self._find_row(rtype, _record_keys(record))
         primary = record.identifiers[0]
         source_id = f"{primary.system}|{primary.value}"
         if row is not None and (
@@ -349,35 +460,35 @@ class CanonicalRepository:
             "content_hash": digest,
             "resource": stored,
         }
-        conn = self._conn()
+        keys = list(dict.fromkeys(_identifier_keys(stored.get("identifier"))))
+        pending = self._pending
+        pk: int | _NewRow
         if row is None:
             values["message_seq"] = message_seq
-            pk = conn.execute(
-                statements.INSERT_RESOURCE, {"resource_type": rtype, "id": resource_id, **values}
-            ).scalar_one()
+            pk = _NewRow({"resource_type": rtype, "id": resource_id, **values})
+            pending.inserts.append(pk)
             previous_status = None
-            # The identifiers of the earlier version are already in the identifier table.
-            recorded: set[Key] = set()
+            pending.identifiers.extend(_identifier_rows(rtype, pk, keys))
         else:
             pk = row.pk
             values["message_seq"] = _max_seq(row.message_seq, message_seq)
-            conn.execute(
-                statements.UPDATE_RESOURCE, {"b_pk": pk, "b_version": row.version_id, **values}
-            )
-            conn.execute(statements.DELETE_SEARCH_ENTRIES, {"b_pk": pk})
+            pending.updates.append({"b_pk": pk, "b_version": row.version_id, **values})
+            pending.cleared.append(row.pk)
             previous_status = row.status
+            # The identifiers of the earlier version are already in the identifier table.
             recorded = set(_identifier_keys(row.resource.get("identifier")))
-        self._add_identifiers(
-            rtype, pk, _identifier_keys(stored.get("identifier")), recorded, fresh=row is None
-        )
-        self._pending.search[pk] = [
+            new_keys = [k for k in keys if k not in recorded]
+            pending.unsure_identifiers.extend(_identifier_rows(rtype, pk, new_keys))
+        if self._batch is not None:
+            self._batch.touch(rtype, keys, row.pk if row is not None else None)
+        pending.search.extend(
             {"resource_pk": pk, "resource_type": rtype, **vars_of(entry)}
             for entry in indexing.entries_of(rtype, stored)
-        ]
-        self._pending.versions.append(
+        )
+        pending.versions.append(
             {"resource_pk": pk, "version_id": version, "last_updated": now, "resource": stored}
         )
-        self._pending.provenance.append(
+        pending.provenance.append(
             {
                 "resource_pk": pk,
                 "version_id": version,
@@ -401,28 +512,24 @@ class CanonicalRepository:
             status=cols.status,
         )
 
-    def _add_identifiers(
-        self, rtype: str, pk: int, keys: list[Key], recorded: set[Key], *, fresh: bool
-    ) -> None:
-        """Insert the keys not yet pointing at ``pk``; ``recorded`` ones are known to be."""
-        candidates = [k for k in dict.fromkeys(keys) if k not in recorded]
-        if not candidates:
-            return
+    def _rows_by_keys(self, rtype: str, keys: list[Key]) -> list[Row[Any]]:
+        """Stored records by identifier, joined to the matched identifier (see statements)."""
         conn = self._conn()
-        existing: set[Key] = set()
-        if not fresh:  # a new row has no identifiers yet
-            existing = {
-                (r.system, r.value) for r in conn.execute(statements.IDENTIFIERS_OF, {"b_pk": pk})
+        if not self._is_sqlite:
+            params = {
+                "b_type": rtype,
+                "b_systems": [system for system, _ in keys],
+                "b_values": [value for _, value in keys],
             }
-        new = [k for k in candidates if k not in existing]
-        if new:
-            conn.execute(
-                statements.INSERT_IDENTIFIERS,
-                [
-                    {"resource_type": rtype, "system": s, "value": v, "resource_pk": pk}
-                    for s, v in new
-                ],
+            return list(conn.execute(statements.ROWS_BY_IDENTIFIERS_LOCKED, params))
+        values = sorted({value for _, value in keys})
+        return [
+            row
+            for chunk in _chunks(values, LOOKUP_CHUNK)
+            for row in conn.execute(
+                statements.ROWS_BY_IDENTIFIER_VALUES, {"b_type": rtype, "b_values": chunk}
             )
+        ]
 
     def _find_row(self, rtype: str, keys: list[Key]) -> tuple[Row[Any] | None, list[Key]]:
         """The stored record any of ``keys`` names (locked), and which of them matched.
@@ -432,6 +539,11 @@ class CanonicalRepository:
         wanted = set(keys)
         if not wanted:
             return None, []
+        if self._batch is not None:
+            found = self._batch.find(rtype, keys)
+            if found is not None:
+                return found
+            self._flush()  # a write of this bundle touched the record: read it back
         conn = self._conn()
         params = {"b_type": rtype, "b_values": list(dict.fromkeys(v for _, v in keys))}
         if self._is_sqlite:
@@ -448,15 +560,9 @@ class CanonicalRepository:
                 for m in conn.execute(statements.IDENTIFIERS_BY_VALUE, params)
                 if (m.system, m.value) in wanted
             ]
-        pks = {pk for pk, _, _ in matches}
-        if not pks:
+        pk = _one_pk(rtype, matches)
+        if pk is None:
             return None, []
-        if len(pks) > 1:
-            named = ", ".join(sorted(f"{system}|{value}" for _, system, value in matches))
-            raise IdentifierConflict(
-                f"identifiers {named} name {len(pks)} different {rtype} records; merge them first"
-            )
-        pk = pks.pop()
         matched = [(system, value) for _, system, value in matches]
         if self._is_sqlite:
             # The joined row carries every column of canonical_resources under its own name.
@@ -609,6 +715,40 @@ def _check_record(record: SourceRecord) -> None:
         raise InvalidResource(f"resource type {record.resource_type!r} is not stored")
     if not record.identifiers:
         raise InvalidResource(f"{record.resource_type} record has no source identifier")
+
+
+def _record_keys(record: SourceRecord) -> list[Key]:
+    """Every identifier that may name the stored record: the resource's and the source's."""
+    keys = _identifier_keys(record.resource.get("identifier"))
+    return keys + [(i.system, i.value) for i in record.identifiers]
+
+
+def _one_pk(rtype: str, matches: list[tuple[int, str, str]]) -> int | None:
+    """The one record (pk) the matched identifiers name; IdentifierConflict if several."""
+    pks = {pk for pk, _, _ in matches}
+    if len(pks) > 1:
+        named = ", ".join(sorted(f"{system}|{value}" for _, system, value in matches))
+        raise IdentifierConflict(
+            f"identifiers {named} name {len(pks)} different {rtype} records; merge them first"
+        )
+    return pks.pop() if pks else None
+
+
+def _identifier_rows(rtype: str, pk: int | _NewRow, keys: list[Key]) -> list[dict[str, Any]]:
+    return [{"resource_type": rtype, "system": s, "value": v, "resource_pk": pk} for s, v in keys]
+
+
+def _with_pks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with each deferred resource replaced by the pk its INSERT gave it."""
+    for row in rows:
+        target = row.get("resource_pk")
+        if isinstance(target, _NewRow):
+            row["resource_pk"] = target.pk
+    return rows
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def vars_of(entry: indexing.IndexEntry) -> dict[str, str]:

@@ -7,7 +7,9 @@ memoizes its cache key and goes straight to the compiled-SQL cache.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import String, bindparam, delete, func, insert, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
 
@@ -22,9 +24,10 @@ IDENTIFIERS_BY_VALUE = select(
     identifiers.c.value.in_(bindparam("b_values", expanding=True)),
 )
 
-IDENTIFIERS_OF = select(identifiers.c.system, identifiers.c.value).where(
-    identifiers.c.resource_pk == bindparam("b_pk")
-)
+# Every identifier the records a flush updates already have.
+IDENTIFIERS_OF_MANY = select(
+    identifiers.c.resource_pk, identifiers.c.system, identifiers.c.value
+).where(identifiers.c.resource_pk.in_(bindparam("b_pks", expanding=True)))
 
 ROW_BY_PK_LOCKED = select(resources).where(resources.c.pk == bindparam("b_pk")).with_for_update()
 
@@ -40,7 +43,7 @@ REFERENCE_TARGET = (
     .distinct()
 )
 
-INSERT_RESOURCE = insert(resources).returning(resources.c.pk)
+INSERT_RESOURCES = insert(resources)
 UPDATE_RESOURCE = update(resources).where(
     resources.c.pk == bindparam("b_pk"), resources.c.version_id == bindparam("b_version")
 )
@@ -69,4 +72,60 @@ ROWS_BY_IDENTIFIER_VALUE = (
         identifiers.c.resource_type == bindparam("b_type"),
         identifiers.c.value.in_(bindparam("b_values", expanding=True)),
     )
+)
+
+# A whole bundle's lookups, one statement each. PostgreSQL gets arrays through unnest(): one
+# query text whatever their length, so psycopg parses it once and the server caches one plan.
+# Each array element probes the unique index in a LATERAL ... LIMIT 1 (at most one row
+# matches anyway), so the plan stays a nested loop of index probes even when it is generic
+# and the statistics are stale (a fresh table that "has 4 rows"): a 500-value IN list or a
+# join there became a scan of every identifier per value, quadratic over an initial sync.
+# The rows are locked in pk order so that workers locking overlapping bundles do not deadlock.
+ROWS_BY_IDENTIFIER_VALUES = ROWS_BY_IDENTIFIER_VALUE.order_by(resources.c.pk)
+
+
+def _unnest(**arrays: str) -> TableValuedAlias:
+    params = [bindparam(name, type_=ARRAY(String)) for name in arrays.values()]
+    return func.unnest(*params).table_valued(*arrays).render_derived(name="wanted")
+
+
+_WANTED_KEYS = _unnest(system="b_systems", value="b_values")
+_FOUND_KEY = (
+    select(identifiers.c.resource_pk, identifiers.c.system, identifiers.c.value)
+    .where(
+        identifiers.c.resource_type == bindparam("b_type"),
+        identifiers.c.system == _WANTED_KEYS.c.system,
+        identifiers.c.value == _WANTED_KEYS.c.value,
+    )
+    .limit(1)
+    .lateral("found")
+)
+ROWS_BY_IDENTIFIERS_LOCKED = (
+    select(
+        _FOUND_KEY.c.resource_pk.label("matched_pk"),
+        _FOUND_KEY.c.system.label("matched_system"),
+        _FOUND_KEY.c.value.label("matched_value"),
+        resources,
+    )
+    .select_from(_WANTED_KEYS)
+    .join(_FOUND_KEY, true())
+    .join(resources, resources.c.pk == _FOUND_KEY.c.resource_pk)
+    .order_by(resources.c.pk)
+    .with_for_update(of=resources)
+)
+
+# The pks new resources got, by the ids we gave them.
+PKS_BY_ID = select(resources.c.pk, resources.c.id).where(
+    resources.c.resource_type == bindparam("b_type"),
+    resources.c.id.in_(bindparam("b_ids", expanding=True)),
+)
+_WANTED_IDS = _unnest(id="b_ids")
+_FOUND_ID = (
+    select(resources.c.pk, resources.c.id)
+    .where(resources.c.resource_type == bindparam("b_type"), resources.c.id == _WANTED_IDS.c.id)
+    .limit(1)
+    .lateral("found")
+)
+PKS_BY_ID_ARRAY = (
+    select(_FOUND_ID.c.pk, _FOUND_ID.c.id).select_from(_WANTED_IDS).join(_FOUND_ID, true())
 )
