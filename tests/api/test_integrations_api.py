@@ -101,3 +101,22 @@ def test_upload_then_book_through_api_and_fhir(client: TestClient, runtime: HubR
         "/fhir/Appointment/$book", content=b"{", headers={"Content-Type": "application/fhir+json"}
     )
     assert not_json.status_code == 400
+
+
+def test_an_epic_integration_publishes_its_public_keys_only(client: TestClient) -> None:
+    from adapters.epic.auth import generate_key
+
+    pem, kid = generate_key()
+    body = {
+        "name": "epic-main",
+        "source_type": "epic",
+        "base_url": "https://fhir.epic.test/api/FHIR/R4",
+        "credentials": {"client_id": "app", "private_key_pem": pem, "kid": kid},
+    }
+    assert client.post("/api/integrations", json=body).status_code == 201
+    jwks = client.get("/.well-known/jwks/epic-main.json", headers={"Authorization": ""})
+    assert jwks.status_code == 200
+    (key,) = jwks.json()["keys"]
+    assert key["kid"] == kid and key["kty"] == "RSA" and key["alg"] == "RS384"
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+    assert client.get("/.well-known/jwks/nope.json").status_code == 404
