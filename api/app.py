@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from api import (
     appointments,
+    auth,
     availability,
     fhir,
     fhir_book,
@@ -53,4 +54,5 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     app.include_router(webhooks.router)
     app.include_router(appointments.router)
     app.include_router(availability.router)
+    app.include_router(auth.router)
     return app

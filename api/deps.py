@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.settings import Settings
@@ -22,10 +22,16 @@ class NotAuthenticated(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling. Roles are coarse today; the user model adds real ones later."""
+    """Who is calling: a service token, a Harmony user, or a user of an OpenID issuer."""
 
     subject: str
     roles: frozenset[str]
+    user_id: int | None = None
+    physician_id: int | None = None
+    patient_id: str | None = None
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
 
 
 def get_settings(request: Request) -> Settings:
@@ -47,14 +53,46 @@ def get_principal(request: Request, settings: SettingsDep) -> Principal:
     for accepted in settings.accepted_tokens():
         if secrets.compare_digest(token.encode(), accepted.encode()):
             return Principal(subject="service", roles=frozenset({"admin", "integration"}))
-    raise NotAuthenticated("invalid bearer token")
+    return principal_from_jwt(request, token)
+
+
+def principal_from_jwt(request: Request, token: str) -> Principal:
+    """A Harmony access token names a user; the user's current row decides (deactivation and
+    role changes apply at once, not when the token expires)."""
+    from hub.tokens import InvalidToken, TokenService
+    from hub.users import get_user
+
+    try:
+        claims = TokenService(request.app.state.settings.secret_key).verify(token)
+    except InvalidToken as exc:
+        raise NotAuthenticated(str(exc)) from None
+    user = get_user(request.app.state.engine, int(claims["sub"]))
+    if user is None or not user.active:
+        raise NotAuthenticated("the token's user is unknown or deactivated")
+    return Principal(
+        subject=user.username,
+        roles=user.roles,
+        user_id=user.id,
+        physician_id=user.physician_id,
+        patient_id=user.patient_id,
+    )
+
+
+def require_roles(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets through callers with any of ``roles`` (403 otherwise)."""
+    wanted = frozenset(roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.roles & wanted:
+            raise HTTPException(403, f"this needs one of the roles: {', '.join(sorted(wanted))}")
+        return principal
+
+    return check
 
 
 def get_runtime(request: Request) -> HubRuntime:
     runtime: HubRuntime = request.app.state.runtime
     if runtime is None:
-        from fastapi import HTTPException
-
         raise HTTPException(503, "this process has no hub runtime (bus, syncs, booking)")
     return runtime
 
@@ -63,3 +101,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 RuntimeDep = Annotated["HubRuntime", Depends(get_runtime)]
+AdminPrincipal = Annotated[Principal, Depends(require_roles("admin"))]
+IntegrationPrincipal = Annotated[Principal, Depends(require_roles("admin", "integration"))]

@@ -22,9 +22,17 @@ def all_metadata() -> list[MetaData]:
     """Every table Harmony owns, for migrations and for test schemas."""
     from canonical.tables import metadata as canonical_metadata
     from hub.tables import metadata as hub_metadata
+    from hub.users import metadata as users_metadata
     from mappings.tables import metadata as mappings_metadata
+    from scheduling.tables import metadata as scheduling_metadata
 
-    return [canonical_metadata, mappings_metadata, hub_metadata]
+    return [
+        canonical_metadata,
+        mappings_metadata,
+        hub_metadata,
+        users_metadata,
+        scheduling_metadata,
+    ]
 
 
 def _sqlite_tuner(synchronous: str) -> Any:
