@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 def all_metadata() -> list[MetaData]:
     """Every table Harmony owns, for migrations and for test schemas."""
     from canonical.tables import metadata as canonical_metadata
+    from hub.notifications.tables import metadata as notifications_metadata
     from hub.tables import metadata as hub_metadata
     from hub.users import metadata as users_metadata
     from mappings.tables import metadata as mappings_metadata
@@ -32,6 +33,7 @@ def all_metadata() -> list[MetaData]:
         hub_metadata,
         users_metadata,
         scheduling_metadata,
+        notifications_metadata,
     ]
 
 
