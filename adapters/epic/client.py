@@ -1,11 +1,16 @@
 """The Epic FHIR R4 client the hub calls: availability sync, $find, $book and cancel.
 
 A sync is two phases, each a chain of searchset pages linked by ``next`` URLs: the Schedules
-(the configured ones, else all the server has), then for each Schedule its free Slots in the
-sync window (``_include=Slot:schedule`` so every stored page names its Schedule and actors
-and can be normalized on its own, in any order). Each yielded page carries the cursor of the
-page after it: the next URL and the Schedules still to visit, so a sync that failed on page 7
-resumes at page 7. A finished sync's cursor starts the next full pass.
+(the configured ones, else all the server has), then for each Schedule every Slot in the
+sync window, whatever its status (``_include=Slot:schedule`` so every stored page names its
+Schedule and actors and can be normalized on its own, in any order). No ``status`` filter is
+sent: a slot booked in Epic by someone else (or withdrawn) must come back as ``busy`` (or
+``entered-in-error``) so the canonical copy stops being offered as free; asking only for free
+slots would let it silently drop out of the answer and stay free in Harmony forever.
+
+Each yielded page carries the cursor of the page after it: the next URL and the Schedules
+still to visit, so a sync that failed on page 7 resumes at page 7. A finished sync's cursor
+starts the next full pass.
 
 Cancellation uses the IHE Scheduling shape: ``Appointment/$book`` with the Appointment read
 back and its status set to ``cancelled`` (no Epic-specific PATCH).
@@ -69,7 +74,8 @@ class EpicClient:
     # ------------------------------------------------------------------ sync
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[FetchedPage]:
-        """Schedule pages, then free-Slot pages per Schedule, resuming where ``cursor`` says."""
+        """Schedule pages, then Slot pages (every status) per Schedule, resuming where
+        ``cursor`` says."""
         state = dict(cursor) if cursor and cursor.get("phase") in ("schedules", "slots") else None
         if state is None:
             first = self._today()
@@ -107,9 +113,9 @@ class EpicClient:
         return f"{self.base_url}/Schedule?{urlencode(query)}"
 
     def _slot_search(self, schedule_id: str, window: list[str]) -> str:
+        # every status on purpose (see the module docstring): free and taken alike
         query = [
             ("schedule", schedule_id),
-            ("status", "free"),
             ("start", f"ge{window[0]}"),
             ("start", f"lt{window[1]}"),
             ("_include", "Slot:schedule"),

@@ -3,7 +3,8 @@
 Envelope kinds, as the client writes them:
 
 * ``schedule-bundle``: Schedule search page -> Practitioner/Location stubs and Schedules.
-* ``slot-bundle``: free-Slot search page with its Schedule included -> actors, Schedule, Slots.
+* ``slot-bundle``: Slot search page (every status: free, busy ...) with its Schedule included
+  -> actors, Schedule, Slots, each with Epic's status.
 * ``find-bundle``: ``$find`` answer -> the proposed Appointments (status ``proposed``).
 * ``appointment`` / ``appointment-bundle``: Appointment read / search page.
 * ``book-response`` / ``cancel-response``: the ``$book`` answer (booked / cancelled Appointment).

@@ -2,7 +2,8 @@
 
 Paths are Epic's: ``/oauth2/token`` at the server root and the FHIR API under
 ``/api/FHIR/R4/`` (the integration's ``base_url`` points there). It answers Schedule, Slot
-and Appointment reads and searches with searchset Bundles and opaque ``next`` links, the
+and Appointment reads and searches with searchset Bundles and opaque ``next`` links (a Slot
+search without ``status`` returns every status, ``status=free,busy`` either of them), the
 IHE/Argonaut scheduling operations ``Appointment/$find`` and ``Appointment/$book`` (which
 also cancels, given an Appointment with status ``cancelled``), OperationOutcome errors, and
 the faults of ``EpicSandboxState.faults``.
@@ -33,6 +34,9 @@ FHIR_BASE = "/api/FHIR/R4"
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 PAGE_TOKEN = "-pageToken"
+SLOT_STATUSES = frozenset(
+    {"free", "busy", "busy-unavailable", "busy-tentative", "entered-in-error"}
+)
 
 Handler = Callable[[Request, EpicSandboxState], Awaitable[Response]]
 
@@ -290,9 +294,8 @@ def _slot_search(
         raise FhirError(400, "required", "Slot search needs a schedule parameter")
     if state.faults.broken_page == page:
         raise FhirError(500, "exception", f"Slot search page {page} failed")
-    status = next((v for k, v in params if k == "status"), None)
     low, high = _bounds(params, "start")
-    query = SlotQuery(_ref_id(schedule), status, low, high)
+    query = SlotQuery(_ref_id(schedule), _slot_statuses(params), low, high)
     resume = (_moment(after[0], "after"), after[1]) if after else None
     slots, last = state.slot_page(query, _count(params), resume)
     resources = list(slots)
@@ -307,6 +310,21 @@ def _slot_search(
             {"q": params, "a": [last[0].isoformat(), last[1]], "p": page + 1},
         )
     return fhir_response(_searchset(request, "Slot", resources, next_token))
+
+
+def _slot_statuses(params: list[tuple[str, str]]) -> frozenset[str] | None:
+    """``status`` as FHIR reads a token search: ``a,b`` is either, repeats must all hold,
+    none at all is every status. Codes outside R4's SlotStatus are refused."""
+    wanted: frozenset[str] | None = None
+    for key, value in params:
+        if key != "status":
+            continue
+        codes = frozenset(code.strip() for code in value.split(","))
+        unknown = sorted(codes - SLOT_STATUSES)
+        if unknown:
+            raise FhirError(400, "invalid", f"Slot status {', '.join(unknown)} is not a code")
+        wanted = codes if wanted is None else wanted & codes
+    return wanted
 
 
 # ---------------------------------------------------------------------- operations

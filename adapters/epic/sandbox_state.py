@@ -107,7 +107,8 @@ class Faults:
 @dataclass(frozen=True, slots=True)
 class SlotQuery:
     schedule: str
-    status: str | None
+    status: frozenset[str] | None
+    """The statuses asked for (a FHIR token list is an OR); None (no filter) is every status."""
     ge: datetime | None
     lt: datetime | None
 
@@ -316,7 +317,7 @@ class EpicSandboxState:
                 if query.lt is not None and moment >= query.lt:
                     break
                 slot = self.slots[slot_id]
-                if query.status is None or slot["status"] == query.status:
+                if query.status is None or slot["status"] in query.status:
                     if len(found) == count:
                         last = found[-1]
                         return found, (_utc(last["start"]), last["id"])
@@ -343,6 +344,15 @@ class EpicSandboxState:
             return sorted(found, key=lambda s: s["start"])
 
     # ------------------------------------------------------------------ bookings
+
+    def take_slot(self, slot_id: str, patient_id: str | None = None) -> dict[str, Any]:
+        """Book a free slot as another Epic user would (front desk, MyChart): no Harmony
+        request involved; returns the Appointment. KeyError/ValueError as ``book``."""
+        with self.lock:
+            pid = patient_id or next(iter(self.patients), None) or self.add_patient("Doe, Jo")
+            patient = self.patients[pid]
+            actor = {"reference": f"Patient/{pid}", "display": patient["name"][0]["text"]}
+            return self.book(slot_id, actor, {"comment": "booked in Epic"})
 
     def book(self, slot_id: str, patient: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         """Mark the slot busy and create its Appointment; KeyError/ValueError when it cannot."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -37,7 +38,9 @@ class Sandbox:
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     state = EpicSandboxState()
-    schedules = state.seed_demo(days=14)
+    # seeded from today in UTC, the day the sync window starts on, so every seeded slot is in
+    # the window whatever the hour (Chicago's "today" is a day behind UTC's in its evening)
+    schedules = state.seed_demo(days=14, start=datetime.now(UTC).date())
     pem, kid = signing_key()
     state.register_client(CLIENT_ID, public_jwks(pem, kid))
     with serving(create_sandbox(state)) as url:

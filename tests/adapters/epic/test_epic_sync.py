@@ -23,23 +23,38 @@ def _slot_ids(pages: list[FetchedPage], mapping: MappingSet) -> list[str]:
     return ids
 
 
-def _free_slots(sandbox: Sandbox) -> set[str]:
-    return {sid for sid, slot in sandbox.state.slots.items() if slot["status"] == "free"}
+def _all_slots(sandbox: Sandbox) -> set[str]:
+    """Every seeded slot, whatever its status: the sync asks for all of them."""
+    return set(sandbox.state.slots)
 
 
-def test_full_sync_pages_schedules_then_free_slots(
+def _slot_records(pages: list[FetchedPage], mapping: MappingSet) -> dict[str, dict[str, object]]:
+    """The canonical Slots the pages normalize to, by their primary identifier's value."""
+    found = {}
+    for page in pages:
+        if page.envelope.kind != "slot-bundle":
+            continue
+        bundle = normalize_bytes(page.envelope.to_bytes(), mapping, "UTC")
+        for record in bundle.records:
+            if record.resource_type == "Slot":
+                found[record.identifiers[0].value] = record.resource
+    return found
+
+
+def test_full_sync_pages_schedules_then_every_slot(
     sandbox: Sandbox, client: EpicClient, mapping: MappingSet
 ) -> None:
     pages = list(client.sync(None))
     kinds = [p.envelope.kind for p in pages]
     assert kinds[0] == "schedule-bundle" and set(kinds[1:]) == {"slot-bundle"}
     slot_ids = _slot_ids(pages, mapping)
-    assert len(slot_ids) == len(set(slot_ids)) == len(_free_slots(sandbox))
+    assert len(slot_ids) == len(set(slot_ids)) == len(_all_slots(sandbox))
     assert pages[-1].cursor["phase"] == "done"
     assert sandbox.state.token_requests == 1
     request = pages[1].envelope.request
-    assert "status=free" in request and "start=ge" in request and "start=lt" in request
-    assert "_count=10" in request
+    assert "status=" not in request  # every status: a slot taken elsewhere must come back
+    assert "start=ge" in request and "start=lt" in request
+    assert "_include=Slot%3Aschedule" in request and "_count=10" in request
 
 
 def test_every_synced_page_normalizes_to_valid_records(
@@ -62,7 +77,7 @@ def test_configured_schedules_limit_the_sync(sandbox: Sandbox, mapping: MappingS
     epic.close()
     expected = {
         sid
-        for sid in _free_slots(sandbox)
+        for sid in _all_slots(sandbox)
         if sandbox.state.slots[sid]["schedule"]["reference"] == f"Schedule/{only}"
     }
     assert set(_slot_ids(pages, mapping)) == expected
@@ -92,7 +107,7 @@ def test_break_on_page_7_resumes_at_page_7_without_refetching(
         url = httpx.URL(page.envelope.request.removeprefix("GET "))
         assert f"GET {url.path}?{url.query.decode()}" not in served
     ids = _slot_ids(stored + resumed, mapping)
-    assert len(ids) == len(set(ids)) == len(_free_slots(sandbox))
+    assert len(ids) == len(set(ids)) == len(_all_slots(sandbox))
 
 
 def test_429_retry_after_is_honoured(sandbox: Sandbox, client: EpicClient, sleeps: Sleeps) -> None:
@@ -108,7 +123,7 @@ def test_500s_are_backed_off_and_retried(
     sandbox.state.faults.fail_next(status=500, times=2)
     pages = list(client.sync(None))
     assert len(sleeps.waits) == 2 and all(w < 0.01 for w in sleeps.waits)
-    assert len(_slot_ids(pages, mapping)) == len(_free_slots(sandbox))
+    assert len(_slot_ids(pages, mapping)) == len(_all_slots(sandbox))
 
 
 def test_persistent_500_fails_the_sync_with_the_outcome_text(
@@ -148,7 +163,7 @@ def test_tokens_expiring_mid_sync_are_refreshed_once(
         if len(pages) == 3:
             sandbox.state.faults.expire_tokens()
     assert sandbox.state.token_requests == 2
-    assert len(_slot_ids(pages, mapping)) == len(_free_slots(sandbox))
+    assert len(_slot_ids(pages, mapping)) == len(_all_slots(sandbox))
 
 
 def test_finished_cursor_starts_a_new_pass(sandbox: Sandbox, client: EpicClient) -> None:
@@ -173,3 +188,109 @@ def test_seed_slots_serves_ten_thousand_slots(mapping: MappingSet) -> None:
         epic.close()
     ids = _slot_ids(pages, mapping)
     assert len(ids) == len(set(ids)) == 10_000
+
+
+def _page_slot_ids(page: FetchedPage) -> list[str]:
+    return [
+        entry["resource"]["id"]
+        for entry in page.envelope.body.get("entry", [])
+        if entry.get("resource", {}).get("resourceType") == "Slot"
+    ]
+
+
+def test_a_slot_booked_elsewhere_comes_back_busy(
+    sandbox: Sandbox, client: EpicClient, mapping: MappingSet
+) -> None:
+    first = list(client.sync(None))
+    before = _slot_records(first, mapping)
+    taken = sorted(before)[len(before) // 2]
+    assert before[taken]["status"] == "free"
+
+    appointment = sandbox.state.take_slot(taken)  # another Epic user books it at the desk
+    assert appointment["slot"] == [{"reference": f"Slot/{taken}"}]
+
+    again = list(client.sync(first[-1].cursor))
+    carrying = [p for p in again if taken in _page_slot_ids(p)]
+    assert len(carrying) == 1
+    raw = next(
+        e["resource"] for e in carrying[0].envelope.body["entry"] if e["resource"]["id"] == taken
+    )
+    assert raw["status"] == "busy"
+    bundle = normalize_bytes(carrying[0].envelope.to_bytes(), mapping, "UTC")
+    slots = [r for r in bundle.records if r.resource_type == "Slot"]
+    (record,) = [r for r in slots if r.identifiers[0].value == taken]
+    assert record.identifiers[0] == next(
+        r.identifiers[0]
+        for p in first
+        if taken in _page_slot_ids(p)
+        for r in normalize_bytes(p.envelope.to_bytes(), mapping, "UTC").records
+        if r.resource_type == "Slot" and r.identifiers[0].value == taken
+    )
+    assert record.identifiers[0].system == "urn:harmony:epic-test:Slot"
+    assert record.resource["status"] == "busy"
+    validate("Slot", record.resource)
+    after = _slot_records(again, mapping)
+    assert set(after) == set(before)  # the taken slot did not drop out of the answer
+    assert {sid for sid, slot in after.items() if slot["status"] != "free"} == {taken}
+
+
+def test_busy_slots_keep_pages_full_and_resume_at_page_7(
+    sandbox: Sandbox, client: EpicClient, mapping: MappingSet
+) -> None:
+    layout = list(client.sync(None))
+    slot_pages = [_page_slot_ids(p) for p in layout[1:]]
+    # one slot taken on a page already stored before the break, one on the broken page itself,
+    # one on a page after it
+    taken = {slot_pages[2][0], slot_pages[6][3], slot_pages[7][9]}
+    for slot_id in taken:
+        sandbox.state.take_slot(slot_id)
+
+    sandbox.state.faults.break_page(7)
+    stored: list[FetchedPage] = []
+    with pytest.raises(SourceError):
+        for page in client.sync(None):
+            stored.append(page)
+    assert len(stored) == 7
+    sandbox.state.faults.clear()
+    resumed = list(client.sync(stored[-1].cursor))
+    pages = stored + resumed
+    # same pages, same slots on each: busy slots are served in place, not skipped
+    assert [_page_slot_ids(p) for p in pages[1:]] == slot_pages
+    records = _slot_records(pages, mapping)
+    assert set(records) == _all_slots(sandbox)
+    assert {sid for sid, slot in records.items() if slot["status"] == "busy"} == taken
+    for page in pages[1:]:  # every page still names its Schedule (Slot:schedule included)
+        types = {e["resource"]["resourceType"] for e in page.envelope.body["entry"]}
+        assert types == {"Slot", "Schedule"}
+
+
+def test_sandbox_slot_search_reads_status_as_fhir_does(
+    sandbox: Sandbox, client: EpicClient
+) -> None:
+    schedule = sandbox.schedules[0]
+    ids = sorted(
+        sid
+        for sid, s in sandbox.state.slots.items()
+        if s["schedule"]["reference"].endswith(schedule)
+    )
+    sandbox.state.take_slot(ids[0])
+    sandbox.state.slots[ids[1]]["status"] = "busy-unavailable"
+    base = f"{client.base_url}/Slot?schedule={schedule}&_count=1000"
+
+    def found(query: str) -> dict[str, str]:
+        body = client._get(base + query)
+        return {
+            e["resource"]["id"]: e["resource"]["status"]
+            for e in body["entry"]
+            if e["resource"]["resourceType"] == "Slot"
+        }
+
+    everything = found("")
+    assert set(everything) == set(ids)
+    assert found("&status=busy") == {ids[0]: "busy"}
+    assert found("&status=busy,busy-unavailable") == {ids[0]: "busy", ids[1]: "busy-unavailable"}
+    assert len(found("&status=free,busy,busy-unavailable,busy-tentative")) == len(ids)
+    assert set(found("&status=free")) == set(ids) - {ids[0], ids[1]}
+    with pytest.raises(SourceError) as caught:
+        found("&status=taken")
+    assert caught.value.status == 400 and "taken" in str(caught.value)
