@@ -4,7 +4,13 @@ Paging follows athena's ``next`` link (relative to the server root) and records 
 it names, so a stopped sync resumes with ``?offset=`` at the first page it did not yield.
 The changed feed marks what it hands out as processed, so it is resumed by asking again;
 a run that finds the subscription gone re-subscribes and reads everything (changes made
-while unsubscribed were never recorded).
+while unsubscribed were never recorded). Because athena forgets what it handed out, a page
+of changes the hub never stored (a crash between athena's answer and the store) is found
+again: every incremental run, and every run resumed before its changed feed was stored,
+first re-reads the changes athena handed out since shortly before the cursor's
+``changed_at`` (``showprocessedstartdatetime``), then reads the new ones. Re-read changes
+the hub already has are harmless (upserts are idempotent and stale-guarded); a re-read that
+finds nothing yields no page.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -37,6 +44,11 @@ __all__ = ["AthenaClient", "make_client"]
 
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_CANCEL_REASON = "Cancelled through Harmony"
+DEFAULT_CHANGED_OVERLAP_SECONDS = 10
+"""How far before the last stored read of the changed feed a replay starts (clock skew)."""
+ATHENA_EASTERN = ZoneInfo("America/New_York")
+"""athena reads showprocessedstartdatetime/enddatetime as Eastern time."""
+PROCESSED_FORMAT = "%m/%d/%Y %H:%M:%S"
 
 
 def make_client(
@@ -83,6 +95,10 @@ class AthenaClient:
         self.appointmenttypeids = _list(options.get("appointmenttypeids"))
         self.days_ahead = number(options.get("days_ahead")) or 14
         self.page_size = number(options.get("page_size")) or DEFAULT_PAGE_SIZE
+        overlap = number(options.get("changed_overlap_seconds"))
+        self.changed_overlap = timedelta(
+            seconds=DEFAULT_CHANGED_OVERLAP_SECONDS if overlap is None else max(overlap, 0)
+        )
         self._client = httpx.Client(timeout=timeout)
         self.tokens = token_cache(config, RetryingHttp(self._client, policy, sleep=sleep))
         self.http = RetryingHttp(self._client, policy, token=self.tokens.get, sleep=sleep)
@@ -94,18 +110,21 @@ class AthenaClient:
         position = Position.from_cursor(cursor)
         if position.step == 0 and position.offset == 0:
             position = self._start_run(position)
+        position = self._plan_replay(position)
         position = position.with_window(date.today(), self.days_ahead)
         while True:
             plan = steps(position, self.departmentids)
             if position.step >= len(plan):
                 return
             for page, after in self._read_step(position, plan[position.step]):
-                yield page
+                if page is not None:
+                    yield page
                 position = after
 
     def _start_run(self, position: Position) -> Position:
         """A run starts by making sure the changed feed is recording; if it was not, the
-        changes in between are lost to it and this run reads everything."""
+        changes in between are lost to it and this run reads everything. A full run reads
+        everything, so what the feed handed out before it began is covered by it."""
         status = checked(self.http.request("GET", f"{self.api}/appointments/changed/subscription"))
         if text(status.get("status") if isinstance(status, dict) else "").upper() != "ACTIVE":
             checked(
@@ -113,8 +132,37 @@ class AthenaClient:
                     "POST", f"{self.api}/appointments/changed/subscription", idempotent=True
                 )
             )
-            return replace(position, mode=FULL)
+            position = replace(position, mode=FULL, replay_start=None, replay_end=None)
+        if position.mode == FULL:
+            return replace(position, changed_at=_now().isoformat())
         return position
+
+    def _plan_replay(self, position: Position) -> Position:
+        """Before new changes are read, re-read what athena handed out since shortly before
+        the last stored read: a page it answered may never have been stored. Skipped once
+        the run's new changes are stored, and kept when resuming inside the replay itself."""
+        if position.mode != CHANGED or not position.changed_at:
+            return position  # a full run, or a cursor from before changed_at was recorded
+        if position.step > position.live_step:
+            return position  # the changed feed of this run is stored
+        if position.step < position.live_step and position.offset > 0:
+            return position  # inside the replay: its window is fixed, resume by offset
+        try:
+            since = datetime.fromisoformat(position.changed_at)
+        except ValueError:
+            raise SourceError(
+                f"athena sync cursor changed_at {position.changed_at!r} is unreadable",
+                retryable=False,
+            ) from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return replace(
+            position,
+            step=0,
+            offset=0,
+            replay_start=_eastern(since - self.changed_overlap),
+            replay_end=_eastern(_now() + self.changed_overlap),
+        )
 
     def _params(self, step: Step, position: Position) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": self.page_size}
@@ -125,17 +173,26 @@ class AthenaClient:
             params["startdate"], params["enddate"] = position.startdate, position.enddate
         if step.kind == "appointments-open" and self.appointmenttypeids:
             params["appointmenttypeid"] = ",".join(self.appointmenttypeids)
-        if step.kind != "appointments-changed":
+        if step.replay:
+            params["showprocessedstartdatetime"] = position.replay_start
+            params["showprocessedenddatetime"] = position.replay_end
+        if step.kind != "appointments-changed" or step.replay:
             params["offset"] = position.offset
         return params
 
-    def _read_step(self, position: Position, step: Step) -> Iterator[tuple[FetchedPage, Position]]:
-        """The pages of one list, each with the position after it (within this run)."""
+    def _read_step(
+        self, position: Position, step: Step
+    ) -> Iterator[tuple[FetchedPage | None, Position]]:
+        """The pages of one list, each with the position after it (within this run); a
+        replay page without changes is None (nothing to store, nothing was lost)."""
         url: str = f"{self.api}/{step.path}"
         params: dict[str, Any] | None = self._params(step, position)
+        live = step.kind == "appointments-changed" and not step.replay
         while True:
             response = self.http.request("GET", url, params=params)
             body = checked(response)
+            if live:  # athena has marked this page's changes processed by now
+                position = replace(position, changed_at=_now().isoformat())
             if step.kind == "departments":
                 position = self._learn_departments(position, body)
             link = body.get("next") if isinstance(body, dict) else None
@@ -155,8 +212,11 @@ class AthenaClient:
             if step.departmentid is not None:
                 context["departmentid"] = step.departmentid
             asked = f"GET {response.request.url}"
-            page = envelope(self.config, step.kind, asked, body, context)
-            yield FetchedPage(page, resume.to_cursor()), after
+            if step.replay and not _listed(body):
+                yield None, after
+            else:
+                page = envelope(self.config, step.kind, asked, body, context)
+                yield FetchedPage(page, resume.to_cursor()), after
             position = after
             if not link:
                 return
@@ -277,11 +337,22 @@ def _offset_of(link: str, position: Position, body: Any) -> int:
     values = parse_qs(urlsplit(link).query).get("offset")
     if values and values[0].isdigit():
         return int(values[0])
-    if position.mode == CHANGED and position.step == 0:
+    if position.mode == CHANGED and position.step == position.live_step:
         return 0
-    listed = (
-        next((v for v in body.values() if isinstance(v, list)), [])
-        if isinstance(body, dict)
-        else []
-    )
-    return position.offset + len(listed)
+    return position.offset + len(_listed(body))
+
+
+def _listed(body: Any) -> list[Any]:
+    """The list a page holds (appointments, departments ...); [] when none."""
+    if not isinstance(body, dict):
+        return []
+    return next((v for v in body.values() if isinstance(v, list)), [])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _eastern(moment: datetime) -> str:
+    """A moment as athena's showprocessed parameters take it: Eastern, to the second."""
+    return moment.astimezone(ATHENA_EASTERN).strftime(PROCESSED_FORMAT)

@@ -4,7 +4,9 @@ Paged lists answer ``totalcount`` and, while more remain, a ``next`` link relati
 server root (``/v1/195900/departments?limit=1&offset=1``, as athena sends it). Errors are
 athena's JSON (``{"error": ..., "detailedmessage": ...}``). The changed feed hands out
 pending changes and marks them processed as it does (``leaveunprocessed`` keeps them), so its
-``next`` link asks again from the start of what is left.
+``next`` link asks again from the start of what is left. With ``showprocessedstartdatetime``
+(and ``showprocessedenddatetime``, default now; 'MM/DD/YYYY HH24:MI:SS', Eastern) it lists
+instead the changes it already handed out in that window, paged by offset, marking nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from starlette.routing import Route
 
 from adapters.athena.sandbox_state import (
     DATE_FORMAT,
+    STAMP_FORMAT,
     SUBSCRIPTION_EVENTS,
     Appointment,
     AthenaSandboxState,
     SandboxRefusal,
     appointment_json,
+    eastern_now,
     open_json,
 )
 
@@ -200,6 +204,16 @@ def _date(query: dict[str, str], name: str, required: bool) -> date | None:
         raise _Failed(400, f"The {name} is invalid ({value}); use mm/dd/yyyy.") from None
 
 
+def _moment(query: dict[str, str], name: str) -> datetime | None:
+    value = query.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, STAMP_FORMAT)
+    except ValueError:
+        raise _Failed(400, f"The {name} is invalid ({value}); use mm/dd/yyyy hh24:mi:ss.") from None
+
+
 def _ids(query: dict[str, str], name: str) -> set[str] | None:
     value = query.get(name)
     return {part.strip() for part in value.split(",") if part.strip()} if value else None
@@ -321,6 +335,17 @@ async def _changed(request: Request, state: AthenaSandboxState) -> Response:
             detailedmessage="Subscribe with POST /appointments/changed/subscription first.",
         )
     query = dict(request.query_params)
+    start = _moment(query, "showprocessedstartdatetime")
+    end = _moment(query, "showprocessedenddatetime")
+    if end is not None and start is None:
+        raise _Failed(
+            400, "Additional fields are required.", missingfields=["showprocessedstartdatetime"]
+        )
+    if start is not None:
+        replayed = state.processed_changes(start, end or eastern_now())
+        with state.lock:
+            items = [appointment_json(a, state.appointment_types) for a in replayed]
+        return _paged(request, state, "appointments", items)
     limit = _int(query, "limit", state.default_limit)
     taken, pending = state.take_changes(limit, keep=query.get("leaveunprocessed") == "true")
     with state.lock:

@@ -5,7 +5,8 @@ the lock: the server runs in another thread than the test that seeds and inspect
 athena's own behaviour is mirrored where the client depends on it: booking turns an open
 slot's appointment id into the booked appointment; cancelling keeps the id (status 'x') and
 reopens the time as a new open slot with a new id; changes reach the changed feed only while
-the practice is subscribed.
+the practice is subscribed; the feed remembers when it handed each change out (Eastern time,
+as athena's showprocessedstartdatetime/enddatetime read it), so those can be asked again.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 DATE_FORMAT = "%m/%d/%Y"
 STAMP_FORMAT = "%m/%d/%Y %H:%M:%S"
+EASTERN = ZoneInfo("America/New_York")
 SUBSCRIPTION_EVENTS = (
     "ScheduleAppointment",
     "CheckIn",
@@ -183,6 +186,8 @@ class AthenaSandboxState:
         self.tokens: dict[str, float] = {}
         self.subscribed = False
         self.changes: deque[int] = deque()
+        self.processed: list[tuple[datetime, int]] = []
+        """Every change the feed handed out: when (Eastern, naive) and which appointment."""
         self.faults = Faults()
         self.rate_limit: int | None = None
         """Requests a second above which the sandbox answers 429; None: no limit."""
@@ -416,9 +421,26 @@ class AthenaSandboxState:
             pending = len(self.changes)
             ids = list(self.changes)[:limit]
             if not keep:
-                for _ in ids:
+                now = eastern_now()
+                for appointmentid in ids:
                     self.changes.popleft()
+                    self.processed.append((now, appointmentid))
             return [self.appointments[i] for i in ids], pending
+
+    def processed_changes(self, start: datetime, end: datetime) -> list[Appointment]:
+        """The changes handed out from ``start`` to ``end`` (Eastern, to the second, both
+        included), in the order they were handed out; reading them marks nothing."""
+        with self.lock:
+            return [
+                self.appointments[appointmentid]
+                for at, appointmentid in self.processed
+                if start <= at.replace(microsecond=0) <= end
+            ]
+
+    def age_processed(self, seconds: float) -> None:
+        """Move every hand-out back in time, as if the feed had been read that long ago."""
+        with self.lock:
+            self.processed = [(at - timedelta(seconds=seconds), i) for at, i in self.processed]
 
     def _changed(self, appointment: Appointment) -> None:
         if self.subscribed:
@@ -437,6 +459,11 @@ class SandboxRefusal(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def eastern_now() -> datetime:
+    """athena's clock: Eastern time, without an offset."""
+    return datetime.now(EASTERN).replace(tzinfo=None)
 
 
 def _stamp() -> str:
