@@ -69,6 +69,8 @@ def _entries(resource_type: str, resource: dict[str, Any]) -> Iterator[IndexEntr
             yield from _reference("slot", slot)
         yield from _codeable("service-type", resource.get("serviceType"))
         yield from _codeable("appointment-type", [resource.get("appointmentType")])
+    elif resource_type == "PractitionerRole":
+        yield from _reference("practitioner", resource.get("practitioner"))
 
 
 def _reference(param: str, reference: dict[str, Any] | None) -> Iterator[IndexEntry]:

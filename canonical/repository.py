@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from canonical import indexing, model, statements
+from canonical import bulk, indexing, model, statements
 from canonical.errors import (
     IdentifierConflict,
     InvalidResource,
@@ -38,7 +38,7 @@ from canonical.errors import (
     VersionConflict,
 )
 from canonical.records import Identifier, Provenance, SourceBundle, SourceRecord
-from canonical.tables import identifiers, provenance, resource_versions, resources
+from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
 
 MAX_ATTEMPTS = 8
 LOOKUP_CHUNK = 1000  # identifier values per IN list, well inside every driver's bind limit
@@ -159,7 +159,9 @@ class CanonicalRepository:
     def __init__(self, session: Session, clock: Callable[[], datetime] = utc_now) -> None:
         self.session = session
         self._clock = clock
-        self._is_sqlite = session.get_bind().dialect.name == "sqlite"
+        dialect = session.get_bind().dialect
+        self._is_sqlite = dialect.name == "sqlite"
+        self._dumps = bulk.json_serializer(dialect)
         self._pending = _Pending()
         self._batch: _Batch | None = None
         # (type, system, value) -> id, for references to records of the bundle being applied;
@@ -274,18 +276,21 @@ class CanonicalRepository:
         if pending.inserts:
             self._insert_resources(pending.inserts)
         seqs = [{"b_pk": pk, "b_seq": seq} for pk, seq in pending.seqs.items()]
-        identifier_rows = pending.identifiers + self._unrecorded(pending.unsure_identifiers)
         for statement, rows in (
             (statements.UPDATE_RESOURCE, pending.updates),
             (statements.UPDATE_MESSAGE_SEQ, seqs),
             (statements.DELETE_SEARCH_ENTRIES, [{"b_pk": pk} for pk in pending.cleared]),
-            (statements.INSERT_IDENTIFIERS, identifier_rows),
-            (statements.INSERT_SEARCH_ENTRIES, pending.search),
-            (statements.INSERT_VERSIONS, pending.versions),
-            (statements.INSERT_PROVENANCE, pending.provenance),
         ):
             if rows:
-                conn.execute(statement, _with_pks(rows))
+                conn.execute(statement, rows)
+        identifier_rows = pending.identifiers + self._unrecorded(pending.unsure_identifiers)
+        for table, rows in (
+            (identifiers, identifier_rows),
+            (search_index, pending.search),
+            (resource_versions, pending.versions),
+            (provenance, pending.provenance),
+        ):
+            bulk.insert_rows(conn, table, bulk.columns_of(table), _with_pks(rows))
 
     def _insert_resources(self, rows: list[_NewRow]) -> None:
         """One executemany for every new resource, then one lookup of the pks they got.
@@ -294,7 +299,7 @@ class CanonicalRepository:
         and one huge statement on PostgreSQL that psycopg parses slowly.)
         """
         conn = self._conn()
-        conn.execute(statements.INSERT_RESOURCES, [new.values for new in rows])
+        bulk.insert_rows(conn, resources, bulk.columns_of(resources), [new.values for new in rows])
         by_type: dict[str, dict[str, _NewRow]] = {}
         for new in rows:
             by_type.setdefault(new.values["resource_type"], {})[new.values["id"]] = new
@@ -434,7 +439,7 @@ class CanonicalRepository:
         new_id: str | None,
     ) -> UpsertResult:
         digest = model.content_hash(body)
-        if row is not None and row.content_hash == digest:
+        if row is not None and model.same_content(row.content_hash, digest, body):
             if message_seq is not None and (row.message_seq or 0) < message_seq:
                 self._pending.seqs[row.pk] = message_seq
             return _result(rtype, row.id, row.version_id, row.status, row.status)
@@ -463,9 +468,11 @@ class CanonicalRepository:
         keys = list(dict.fromkeys(_identifier_keys(stored.get("identifier"))))
         pending = self._pending
         pk: int | _NewRow
+        stored_json = self._dumps(stored)  # once, for the current row and the version row
         if row is None:
             values["message_seq"] = message_seq
             pk = _NewRow({"resource_type": rtype, "id": resource_id, **values})
+            pk.values["resource"] = stored_json
             pending.inserts.append(pk)
             previous_status = None
             pending.identifiers.extend(_identifier_rows(rtype, pk, keys))
@@ -486,7 +493,7 @@ class CanonicalRepository:
             for entry in indexing.entries_of(rtype, stored)
         )
         pending.versions.append(
-            {"resource_pk": pk, "version_id": version, "last_updated": now, "resource": stored}
+            {"resource_pk": pk, "version_id": version, "last_updated": now, "resource": stored_json}
         )
         pending.provenance.append(
             {

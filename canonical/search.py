@@ -49,7 +49,7 @@ _COMMON = (
     ),
     SearchParam("_lastUpdated", "date", "When the resource last changed in Harmony"),
 )
-_ACTOR_TARGETS = ("Patient", "Practitioner", "Location", "Device")
+_ACTOR_TARGETS = ("Patient", "Practitioner", "PractitionerRole", "Location", "Device")
 
 
 def _token(name: str, what: str) -> SearchParam:
@@ -87,6 +87,12 @@ SEARCH_PARAMS: dict[str, tuple[SearchParam, ...]] = {
     ),
     "Patient": _COMMON,
     "Practitioner": _COMMON,
+    "PractitionerRole": (
+        *_COMMON,
+        SearchParam(
+            "practitioner", "reference", "Who fills the role", ("Practitioner",), "practitioner"
+        ),
+    ),
     "Location": (*_COMMON, SearchParam("status", "token", "active | suspended | inactive")),
     "Device": (*_COMMON, SearchParam("status", "token", "active | inactive | entered-in-error")),
 }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
+from canonical.bulk import columns_of, insert_rows, json_serializer
 from hub.message_store import utcnow
 from hub.tables import domain_events
 
@@ -54,24 +55,22 @@ def events_from_results(
 
 
 def record_events(conn: Connection, events: Sequence[DomainEvent]) -> None:
+    """All of a message's events in one driver-level insert (a sync page has hundreds)."""
     if not events:
         return
     now = utcnow()
-    conn.execute(
-        insert(domain_events),
-        [
-            {
-                "event": e.event,
-                "resource_type": e.resource_type,
-                "resource_id": e.resource_id,
-                "version": e.version,
-                "source_system": e.source_system,
-                "message_id": e.message_id,
-                "detail": {
-                    k: v for k, v in asdict(e).items() if k in ("status", "previous_status")
-                },
-                "created_at": now,
-            }
-            for e in events
-        ],
-    )
+    dumps = json_serializer(conn.dialect)
+    rows = [
+        {
+            "event": e.event,
+            "resource_type": e.resource_type,
+            "resource_id": e.resource_id,
+            "version": e.version,
+            "source_system": e.source_system,
+            "message_id": e.message_id,
+            "detail": dumps({"status": e.status, "previous_status": e.previous_status}),
+            "created_at": now,
+        }
+        for e in events
+    ]
+    insert_rows(conn, domain_events, columns_of(domain_events), rows)

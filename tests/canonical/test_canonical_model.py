@@ -117,3 +117,14 @@ def test_index_entries_and_columns() -> None:
     assert (cols.status, cols.start) == ("booked", datetime(2024, 5, 6, 9, tzinfo=UTC))
     slot_cols = columns_of("Slot", {"schedule": {"reference": "Schedule/s9"}, "status": "free"})
     assert slot_cols.schedule_id == "s9"
+
+
+def test_content_hash_recognises_rows_hashed_by_the_stdlib_encoder() -> None:
+    from canonical.model import legacy_content_hash, same_content
+
+    resource = appointment(comment='é "x" \u2028', priority=1)
+    assert content_hash(resource) == legacy_content_hash(resource)
+    with_float = appointment(minutesDuration=1e-05)
+    old = legacy_content_hash(with_float)
+    assert same_content(old, content_hash(with_float), with_float)
+    assert not same_content(old, content_hash(appointment()), appointment())

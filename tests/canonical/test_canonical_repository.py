@@ -287,3 +287,44 @@ def test_a_stand_in_record_creates_but_never_overwrites(engine: Engine) -> None:
     assert (kept.changed, kept.stale, kept.id) == (False, False, created.id)
     stored = read(engine, lambda r: r.get("Practitioner", created.id))
     assert stored["name"] == [{"family": "Hopper", "given": ["Grace"]}]
+
+
+def test_practitioner_roles_are_stored_and_searchable(engine: Engine) -> None:
+    from canonical.search import search
+
+    who = Identifier("urn:harmony:roster:physician", "7")
+    role = Identifier("urn:harmony:roster:role", "7/cardiology/north")
+    bundle = SourceBundle(
+        records=[
+            SourceRecord(
+                "Practitioner",
+                [who],
+                {"resourceType": "Practitioner", "name": [{"text": "Dr Lee"}]},
+            ),
+            SourceRecord(
+                "PractitionerRole",
+                [role],
+                {
+                    "resourceType": "PractitionerRole",
+                    "practitioner": {"reference": conditional_reference("Practitioner", *who)},
+                    "specialty": [{"text": "Cardiology"}],
+                },
+            ),
+        ]
+    )
+    practitioner, practitioner_role = apply(engine, bundle, seq=1)
+    with Session(engine) as session:
+        found = search(
+            session, "PractitionerRole", [("practitioner", f"Practitioner/{practitioner.id}")]
+        )
+    assert [r["id"] for r in found.resources] == [practitioner_role.id]
+    with pytest.raises(InvalidResource, match="needs the practitioner"):
+        apply(
+            engine,
+            SourceBundle(
+                records=[
+                    SourceRecord("PractitionerRole", [role], {"resourceType": "PractitionerRole"})
+                ]
+            ),
+            seq=2,
+        )
