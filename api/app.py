@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from api import (
     appointments,
+    audit,
     auth,
     availability,
     fhir,
@@ -17,8 +18,17 @@ from api import (
     integrations,
     mappings,
     messages,
+    notifications,
+    physicians,
+    roster,
+    rosters,
+    scheduling_http,
+    shift_requests,
+    shift_types,
+    shifts,
     webhooks,
 )
+from api.audit_middleware import install_audit
 from api.deps import NotAuthenticated
 from hub.db import engine_for, session_factory
 from hub.settings import Settings
@@ -55,4 +65,17 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     app.include_router(appointments.router)
     app.include_router(availability.router)
     app.include_router(auth.router)
+    app.include_router(notifications.router)
+    app.include_router(audit.router)
+    app.include_router(roster.router)
+    scheduling_http.register_error_handlers(app)
+    for scheduling_router in (
+        physicians.router,
+        shift_types.router,
+        rosters.router,
+        shifts.router,
+        shift_requests.router,
+    ):
+        app.include_router(scheduling_router)
+    install_audit(app)
     return app

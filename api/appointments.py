@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from api.deps import CurrentPrincipal, RuntimeDep
+from api.access import own_booking
+from api.deps import BookingPrincipal, RuntimeDep
 from hub.booking import BookingError, BookingOrder
 
 router = APIRouter(prefix="/api/appointments", tags=["appointments"])
@@ -23,9 +24,9 @@ class BookingIn(BaseModel):
 
 
 @router.post("", status_code=201)
-async def book(body: BookingIn, runtime: RuntimeDep, who: CurrentPrincipal) -> dict[str, Any]:
+async def book(body: BookingIn, runtime: RuntimeDep, who: BookingPrincipal) -> dict[str, Any]:
     """The booked FHIR Appointment; 409 when the slot is taken, 502 when the source fails."""
-    order = BookingOrder(**body.model_dump(), requested_by=who.subject)
+    order = own_booking(who, BookingOrder(**body.model_dump(), requested_by=who.subject))
     try:
         appointment: dict[str, Any] = await asyncio.to_thread(runtime.booking.book, order)
     except BookingError as exc:

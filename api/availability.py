@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from adapters.contract import Envelope
-from api.deps import CurrentPrincipal, RuntimeDep
+from api.deps import RuntimeDep, UploadPrincipal
 from hub import message_store
 from hub.integrations import NAME
 from hub.message_store import INBOUND, NewMessage
@@ -26,7 +26,7 @@ async def upload(
     request: Request,
     label: str,
     runtime: RuntimeDep,
-    _: CurrentPrincipal,
+    _: UploadPrincipal,
     timezone: str | None = None,
     slot_minutes: int = 0,
     practitioner: str | None = None,

@@ -20,7 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import CurrentPrincipal, SessionDep, SettingsDep
+from api.access import FhirReadAccess, FhirSearchScope
+from api.deps import SessionDep, SettingsDep
 from api.fhir_documents import (
     FhirResponse,
     capability_statement,
@@ -132,11 +133,11 @@ def search_type(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    _principal: CurrentPrincipal,
+    own_only: FhirSearchScope,
 ) -> Response:
     """Search; results come a page at a time with next/previous links."""
     _check_type(resource_type)
-    params = request.query_params.multi_items()
+    params = request.query_params.multi_items() + own_only
     result = search(session, resource_type, params, ZoneInfo(settings.default_timezone))
     links = {"self": str(request.url)}
     if result.count > 0 and result.offset + result.count < result.total:
@@ -152,7 +153,7 @@ def _page_url(request: Request, offset: int, count: int) -> str:
 
 @router.get("/{resource_type}/{resource_id}")
 def read(
-    resource_type: str, resource_id: str, session: SessionDep, _principal: CurrentPrincipal
+    resource_type: str, resource_id: str, session: SessionDep, _access: FhirReadAccess
 ) -> Response:
     """The current version, with ETag and Last-Modified."""
     _check_type(resource_type)
@@ -172,7 +173,7 @@ def history(
     resource_id: str,
     request: Request,
     session: SessionDep,
-    _principal: CurrentPrincipal,
+    _access: FhirReadAccess,
 ) -> Response:
     """Every version, newest first."""
     _check_type(resource_type)
@@ -192,7 +193,7 @@ def vread(
     resource_id: str,
     version_id: str,
     session: SessionDep,
-    _principal: CurrentPrincipal,
+    _access: FhirReadAccess,
 ) -> Response:
     """One past version."""
     _check_type(resource_type)

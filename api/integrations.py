@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentPrincipal, RuntimeDep
+from api.deps import IntegrationPrincipal, RuntimeDep
 from hub.integrations import IntegrationError, IntegrationRegistry, UnknownIntegration
 from hub.sync import AlreadyRunning
 
@@ -50,12 +50,14 @@ def _answer_errors(exc: IntegrationError) -> HTTPException:
 
 
 @router.get("")
-def list_integrations(request: Request, _: CurrentPrincipal) -> list[dict[str, Any]]:
+def list_integrations(request: Request, _: IntegrationPrincipal) -> list[dict[str, Any]]:
     return [view.as_json() for view in _registry(request).list()]
 
 
 @router.post("", status_code=201)
-def add_integration(request: Request, body: IntegrationIn, _: CurrentPrincipal) -> dict[str, Any]:
+def add_integration(
+    request: Request, body: IntegrationIn, _: IntegrationPrincipal
+) -> dict[str, Any]:
     try:
         view = _registry(request).add(**body.model_dump())
     except IntegrationError as exc:
@@ -64,7 +66,7 @@ def add_integration(request: Request, body: IntegrationIn, _: CurrentPrincipal) 
 
 
 @router.get("/{name}")
-def get_integration(request: Request, name: str, _: CurrentPrincipal) -> dict[str, Any]:
+def get_integration(request: Request, name: str, _: IntegrationPrincipal) -> dict[str, Any]:
     try:
         return _registry(request).get(name).as_json()
     except IntegrationError as exc:
@@ -73,7 +75,7 @@ def get_integration(request: Request, name: str, _: CurrentPrincipal) -> dict[st
 
 @router.patch("/{name}")
 def change_integration(
-    request: Request, name: str, body: IntegrationChange, _: CurrentPrincipal
+    request: Request, name: str, body: IntegrationChange, _: IntegrationPrincipal
 ) -> dict[str, Any]:
     try:
         return _registry(request).update(name, **body.model_dump()).as_json()
@@ -82,7 +84,7 @@ def change_integration(
 
 
 @router.delete("/{name}", status_code=204)
-def remove_integration(request: Request, name: str, _: CurrentPrincipal) -> None:
+def remove_integration(request: Request, name: str, _: IntegrationPrincipal) -> None:
     try:
         _registry(request).remove(name)
     except IntegrationError as exc:
@@ -91,7 +93,7 @@ def remove_integration(request: Request, name: str, _: CurrentPrincipal) -> None
 
 @router.post("/{name}/sync")
 async def sync_now(
-    request: Request, name: str, runtime: RuntimeDep, _: CurrentPrincipal, full: bool = False
+    request: Request, name: str, runtime: RuntimeDep, _: IntegrationPrincipal, full: bool = False
 ) -> dict[str, Any]:
     """Runs the sync and answers with its report (pages stored, error if any)."""
     try:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from api.deps import CurrentPrincipal, Principal, SessionDep
+from api.deps import IntegrationPrincipal, SessionDep
 from mappings.diff import Change
 from mappings.errors import InvalidSourceName, NothingToRollBack, UnknownSource, UnknownVersion
 from mappings.model import MappingContent, MappingSet
@@ -18,8 +18,6 @@ from mappings.report import UnmappedEntry
 from mappings.store import MappingStore, VersionInfo
 
 router = APIRouter(prefix="/api/mappings", tags=["mappings"])
-
-WRITER_ROLES = frozenset({"admin", "integration"})
 
 
 class SourceOut(BaseModel):
@@ -82,14 +80,6 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-def _require_writer(principal: Principal) -> None:
-    if not principal.roles & WRITER_ROLES:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"changing mapping sets needs one of the roles {', '.join(sorted(WRITER_ROLES))}",
-        )
-
-
 def _version_out(info: VersionInfo) -> VersionOut:
     return VersionOut(label=info.label, **_fields(info))
 
@@ -124,7 +114,7 @@ def _unmapped_out(entry: UnmappedEntry) -> UnmappedOut:
 
 
 @router.get("")
-def list_sources(session: SessionDep, _principal: CurrentPrincipal) -> list[SourceOut]:
+def list_sources(session: SessionDep, _principal: IntegrationPrincipal) -> list[SourceOut]:
     """Every source with its active version; shipped defaults are stored on first listing."""
     store = MappingStore(session)
     out = []
@@ -146,7 +136,7 @@ def list_sources(session: SessionDep, _principal: CurrentPrincipal) -> list[Sour
 
 @router.get("/unmapped")
 def unmapped_report(
-    session: SessionDep, _principal: CurrentPrincipal, source: str | None = None
+    session: SessionDep, _principal: IntegrationPrincipal, source: str | None = None
 ) -> list[UnmappedOut]:
     """Codes seen in messages that the active versions still do not translate."""
     with _http_errors():
@@ -156,7 +146,9 @@ def unmapped_report(
 
 
 @router.get("/{source}")
-def get_active(source: str, session: SessionDep, _principal: CurrentPrincipal) -> VersionDetailOut:
+def get_active(
+    source: str, session: SessionDep, _principal: IntegrationPrincipal
+) -> VersionDetailOut:
     store = MappingStore(session)
     with _http_errors():
         mapping_set = store.active(source)
@@ -167,7 +159,7 @@ def get_active(source: str, session: SessionDep, _principal: CurrentPrincipal) -
 
 @router.get("/{source}/versions")
 def list_versions(
-    source: str, session: SessionDep, _principal: CurrentPrincipal
+    source: str, session: SessionDep, _principal: IntegrationPrincipal
 ) -> list[VersionOut]:
     with _http_errors():
         infos = MappingStore(session).versions(source)
@@ -180,12 +172,11 @@ def create_version(
     source: str,
     content: MappingContent,
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: IntegrationPrincipal,
     activate: bool = False,
     note: str | None = None,
 ) -> VersionDetailOut:
     """Store edited content as the next version; ``?activate=true`` switches to it at once."""
-    _require_writer(principal)
     store = MappingStore(session)
     with _http_errors():
         mapping_set = store.create(
@@ -198,7 +189,7 @@ def create_version(
 
 @router.get("/{source}/versions/{version}")
 def get_version(
-    source: str, version: int, session: SessionDep, _principal: CurrentPrincipal
+    source: str, version: int, session: SessionDep, _principal: IntegrationPrincipal
 ) -> VersionDetailOut:
     store = MappingStore(session)
     with _http_errors():
@@ -210,10 +201,9 @@ def get_version(
 
 @router.post("/{source}/versions/{version}/activate")
 def activate_version(
-    source: str, version: int, session: SessionDep, principal: CurrentPrincipal
+    source: str, version: int, session: SessionDep, principal: IntegrationPrincipal
 ) -> VersionDetailOut:
     """Workers read the next message through this version."""
-    _require_writer(principal)
     store = MappingStore(session)
     with _http_errors():
         mapping_set = store.activate(source, version, by=principal.subject)
@@ -223,9 +213,8 @@ def activate_version(
 
 
 @router.post("/{source}/rollback")
-def rollback(source: str, session: SessionDep, principal: CurrentPrincipal) -> VersionDetailOut:
+def rollback(source: str, session: SessionDep, principal: IntegrationPrincipal) -> VersionDetailOut:
     """Re-activate the version that was active before the current one."""
-    _require_writer(principal)
     store = MappingStore(session)
     with _http_errors():
         mapping_set = store.rollback(source, by=principal.subject)
@@ -238,7 +227,7 @@ def rollback(source: str, session: SessionDep, principal: CurrentPrincipal) -> V
 def diff_versions(
     source: str,
     session: SessionDep,
-    _principal: CurrentPrincipal,
+    _principal: IntegrationPrincipal,
     from_version: Annotated[int, Query(alias="from")],
     to_version: Annotated[int, Query(alias="to")],
 ) -> DiffOut:
@@ -256,7 +245,7 @@ def diff_versions(
 
 @router.get("/{source}/unmapped")
 def source_unmapped(
-    source: str, session: SessionDep, _principal: CurrentPrincipal
+    source: str, session: SessionDep, _principal: IntegrationPrincipal
 ) -> list[UnmappedOut]:
     store = MappingStore(session)
     with _http_errors():

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentPrincipal
+from api.deps import IntegrationPrincipal
 from hub import message_store
 from hub.message_store import MessageFilter
 
@@ -73,7 +73,7 @@ def _filter(
 @router.get("", response_model=MessagePage)
 def list_messages(
     request: Request,
-    _: CurrentPrincipal,
+    _: IntegrationPrincipal,
     status: str | None = None,
     channel: str | None = None,
     message_type: Annotated[str | None, Query(alias="type")] = None,
@@ -91,7 +91,7 @@ def list_messages(
 
 
 @router.get("/stats")
-def stats(request: Request, _: CurrentPrincipal) -> dict[str, int]:
+def stats(request: Request, _: IntegrationPrincipal) -> dict[str, int]:
     return message_store.counts_by_status(request.app.state.engine)
 
 
@@ -104,18 +104,18 @@ def _row(request: Request, message_id: int) -> Any:
 
 
 @router.get("/{message_id}", response_model=MessageSummary)
-def get_message(request: Request, _: CurrentPrincipal, message_id: int) -> Any:
+def get_message(request: Request, _: IntegrationPrincipal, message_id: int) -> Any:
     return dict(_row(request, message_id)._mapping)
 
 
 @router.get("/{message_id}/raw")
-def get_raw(request: Request, _: CurrentPrincipal, message_id: int) -> Response:
+def get_raw(request: Request, _: IntegrationPrincipal, message_id: int) -> Response:
     """The bytes exactly as received (HL7 is served as x-application/hl7-v2+er7)."""
     return Response(_row(request, message_id).raw, media_type="x-application/hl7-v2+er7")
 
 
 @router.get("/{message_id}/ack")
-def get_ack(request: Request, _: CurrentPrincipal, message_id: int) -> Response:
+def get_ack(request: Request, _: IntegrationPrincipal, message_id: int) -> Response:
     ack = _row(request, message_id).ack
     if ack is None:
         raise HTTPException(404, f"message {message_id} has no stored ACK")
@@ -123,13 +123,13 @@ def get_ack(request: Request, _: CurrentPrincipal, message_id: int) -> Response:
 
 
 @router.post("/{message_id}/replay", response_model=ReplayResult)
-def replay_one(request: Request, _: CurrentPrincipal, message_id: int) -> Any:
+def replay_one(request: Request, _: IntegrationPrincipal, message_id: int) -> Any:
     _row(request, message_id)
     return {"replayed": _replay(request, [message_id])}
 
 
 @router.post("/replay", response_model=ReplayResult)
-def replay_many(request: Request, _: CurrentPrincipal, body: ReplayRequest) -> Any:
+def replay_many(request: Request, _: IntegrationPrincipal, body: ReplayRequest) -> Any:
     ids = list(body.ids)
     if not ids:
         flt = _filter(body.status, body.channel, body.message_type, body.error_contains)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import bench_booking, bench_memory, bench_mllp, bench_normalize, bench_sync
+from bench import bench_booking, bench_memory, bench_mllp, bench_normalize, bench_roster, bench_sync
 
 SUITES = {
     "normalize": bench_normalize,
@@ -13,6 +13,7 @@ SUITES = {
     "memory": bench_memory,
     "sync": bench_sync,
     "booking": bench_booking,
+    "roster": bench_roster,
 }
 
 

@@ -17,6 +17,7 @@ from hub.bus import Bus, BusConsumer, Publisher
 from hub.changes import save_change
 from hub.db import engine_for
 from hub.message_store import INBOUND, OUTBOUND, utcnow
+from hub.notifications.service import NotificationService
 from hub.outbound import OutboundSender
 from hub.settings import Settings
 from hub.sources import ClientPool
@@ -45,6 +46,7 @@ class HubRuntime:
             self.engine, settings, self.worker.process_inbound, self.publish, self.clients
         )
         self._consumers: list[BusConsumer] = []
+        self.notifications: NotificationService | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -119,10 +121,13 @@ class HubRuntime:
         self.start_workers(workers)
         self.start_scheduler()
         self.syncs.start()
+        self.notifications = NotificationService(self.engine, self.settings).start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.syncs.stop()
+        if self.notifications is not None:
+            self.notifications.stop(timeout)
         self.clients.close()
         for consumer in self._consumers:
             consumer.stop()

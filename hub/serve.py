@@ -84,15 +84,16 @@ async def serve_all(
         )
         await server.start()
         log.info("MLLP listening on %s:%s", settings.mllp_host, server.port)
-    web = None
+    web = app = None
     web_task: asyncio.Task[None] | None = None
     if api:
         import uvicorn
 
         from api.app import create_app
 
+        app = create_app(settings, engine=engine, runtime=runtime)
         config = uvicorn.Config(
-            create_app(settings, engine=engine, runtime=runtime),
+            app,
             host=settings.api_host,
             port=settings.api_port,
             log_level=settings.log_level.lower(),
@@ -128,6 +129,8 @@ async def serve_all(
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(task, 5)
     await asyncio.to_thread(runtime.stop)
+    if app is not None:
+        app.state.audit.close()  # the audit events still buffered reach the database
     if gmed_sandbox is not None:
         await gmed_sandbox.close()
     if sources:

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.message_store import RetryPolicy
+from hub.oidc import OidcIssuer
 
 DEFAULT_DEV_TOKEN = "harmony-dev-token"
 DEFAULT_SECRET_KEY = "harmony-insecure-development-secret"
@@ -41,6 +42,16 @@ class Settings(BaseSettings):
         default_factory=list, description="Service bearer tokens accepted in every environment."
     )
     secret_key: str = DEFAULT_SECRET_KEY
+    oidc_issuers: list[OidcIssuer] = Field(default_factory=list)
+    """Trusted OpenID Connect issuers (JSON list; see hub/oidc.py OidcIssuer)."""
+    oidc_leeway_seconds: int = 60
+    oidc_jwks_max_age_seconds: float = 3600.0
+    oidc_jwks_min_refetch_seconds: float = 30.0
+    login_max_failures: int = 5
+    login_failure_window_seconds: float = 900.0
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses or CIDRs whose X-Forwarded-For is believed (audit log, login limits)."""
+    audit_flush_seconds: float = 1.0
     max_attempts: int = 5
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 300.0
@@ -59,6 +70,40 @@ class Settings(BaseSettings):
     sync_circuit_open_seconds: float = 900.0
     sync_concurrency: int = 2
     webhook_window_seconds: int = 300
+    roster_poll_seconds: float = 0.25
+    """How often each API process reads new roster_event rows for the live roster stream."""
+    roster_heartbeat_seconds: float = 15.0
+    smtp_host: str | None = None
+    """Notification email; unset: no email is sent (in-app and push still are)."""
+    smtp_port: int = 25
+    smtp_sender: str = "harmony@localhost"
+    smtp_tls: Literal["none", "starttls", "implicit"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_seconds: float = 10.0
+    fcm_project_id: str | None = None
+    """Push through FCM HTTP v1; unset: no push is sent."""
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    fcm_credentials_file: Path | None = None
+    """The service account's JSON key file (its token_uri is where tokens are bought)."""
+    notification_max_attempts: int = 8
+    notification_retry_base_seconds: float = 5.0
+    notification_retry_max_seconds: float = 3600.0
+    notification_poll_seconds: float = 0.5
+    """How often the dispatcher reads new roster events and the deliverer looks for due work."""
+    notification_gap_grace_seconds: float = 10.0
+    roster_timezone: str = "UTC"
+    """Zone of roster weeks (weekly maximum); shifts use their shift type's own zone."""
+    roster_min_rest_hours: float = 10.0
+    roster_weekly_max_hours: float = 60.0
+    roster_weekly_max_shifts: int = 6
+    roster_forbidden_sequences: list[str] = Field(
+        default_factory=lambda: ["night>clinic:24", "night>call:24"],
+        description="'<kind>><kind or *>:<hours>': the second may not start that soon after "
+        "the first ends",
+    )
+    roster_swap_lead_days: int = 2
+    """No swap or drop of a shift that starts within this many days."""
 
     @field_validator("default_timezone")
     @classmethod

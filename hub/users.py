@@ -9,7 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,3 +187,72 @@ def user_by_subject(engine: Engine, external_subject: str) -> User | None:
             select(users).where(users.c.external_subject == external_subject)
         ).first()
     return None if row is None else _user(row)
+
+
+class LoginThrottle:
+    """Failed sign-ins counted per username and per client address, in this process.
+
+    After ``max_failures`` failures within ``window`` seconds the key is refused until the
+    oldest of them ages out. A success clears the username's count, not the address's (or
+    an attacker could clear their address by signing in to their own account in between).
+
+    Kept in memory rather than in the database: counting must not add a write to the
+    SQLite file per failed guess (one writer, shared with MLLP ingest), and a lockout that
+    outlives a restart helps nobody. The price: with several API processes each counts on
+    its own, so the limit is ``max_failures`` per process.
+    """
+
+    def __init__(
+        self,
+        max_failures: int = 5,
+        window: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.max_failures, self.window = max_failures, window
+        self._clock = clock
+        self._max_keys = max_keys
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, username: str, address: str | None) -> int:
+        """Seconds until these may try again; 0 when they may try now."""
+        now = self._clock()
+        with self._lock:
+            waits = [self._wait(key, now) for key in self._keys(username, address)]
+        return max(waits, default=0)
+
+    def failed(self, username: str, address: str | None) -> None:
+        now = self._clock()
+        with self._lock:
+            if len(self._failures) >= self._max_keys:
+                self._prune(now)
+            for key in self._keys(username, address):
+                self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", username.casefold()), None)
+
+    def _keys(self, username: str, address: str | None) -> list[tuple[str, str]]:
+        keys = [("user", username.casefold())]
+        if address:
+            keys.append(("addr", address))
+        return keys
+
+    def _wait(self, key: tuple[str, str], now: float) -> int:
+        times = self._failures.get(key)
+        if not times:
+            return 0
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return 0
+        if len(times) < self.max_failures:
+            return 0
+        return max(1, math.ceil(times[-self.max_failures] + self.window - now))
+
+    def _prune(self, now: float) -> None:
+        for key in list(self._failures):
+            self._wait(key, now)

@@ -86,7 +86,7 @@ shifts = Table(
     Column("end", DateTime(timezone=True), nullable=False),
     Column("service", String(64), nullable=False),
     Column("location", String(64), nullable=False),
-    Column("status", String(16), nullable=False, comment="assigned | open"),
+    Column("status", String(16), nullable=False, comment="assigned | open | deleted"),
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -126,8 +126,7 @@ roster_events = Table(
         "kind",
         String(32),
         nullable=False,
-        comment="create | edit | move | delete | publish | drop | pickup | swap | accept | "
-        "decline | approve | reject",
+        comment="what happened; the kinds are listed in scheduling/roster_events.py",
     ),
     Column("roster_id", BigInteger, nullable=True),
     Column("shift_ids", JSON, nullable=False),
@@ -136,4 +135,14 @@ roster_events = Table(
     Column("actor", String(255), nullable=False),
     Column("detail", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+roster_rules = Table(
+    "roster_rule",
+    metadata,
+    Column("id", Integer, primary_key=True, comment="always 1: one rule set for the hub"),
+    Column("rules", JSON, nullable=False, comment="overrides of the HARMONY_ROSTER_* defaults"),
+    Column("version", Integer, nullable=False, default=1),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -196,12 +196,11 @@ def test_unmapped_report_drops_codes_once_mapped(client: TestClient, engine: Eng
     assert client.get("/api/mappings/gmed/unmapped").json() == []
 
 
-def test_changes_need_a_writer_role(app: FastAPI) -> None:
-    app.dependency_overrides[get_principal] = lambda: Principal("viewer", frozenset({"viewer"}))
-    with TestClient(app) as viewer:
-        assert viewer.get("/api/mappings/gmed").status_code == 200
-        refused = viewer.post("/api/mappings/gmed/versions", json=gmed_json())
+def test_mapping_sets_are_for_integration_engineers(app: FastAPI) -> None:
+    app.dependency_overrides[get_principal] = lambda: Principal("nurse", frozenset({"staff"}))
+    with TestClient(app) as staff:
+        refused = staff.post("/api/mappings/gmed/versions", json=gmed_json())
         assert refused.status_code == 403
-        assert "roles" in refused.json()["detail"]
-        assert viewer.post("/api/mappings/gmed/rollback").status_code == 403
-        assert len(viewer.get("/api/mappings/gmed/versions").json()) == 1
+        assert "integration" in refused.json()["detail"]
+        assert staff.get("/api/mappings/gmed").status_code == 403
+        assert staff.post("/api/mappings/gmed/rollback").status_code == 403

@@ -161,6 +161,7 @@ def test_booking_a_freed_gmed_slot_sends_gmed_an_siu_s12(
     appointment = runtime.booking.book(BookingOrder(slot_id=free[0]["id"], reason="rebooked"))
     assert appointment["status"] == "booked"
     ((out_id, status, _),) = _outbound(engine)
+    assert status == "queued"
     assert OutboundSender(engine, runtime.settings).send(out_id) == "sent"
     (received,) = sandbox.sink.received
     assert parse_message(received.raw).trigger_event == "S12"

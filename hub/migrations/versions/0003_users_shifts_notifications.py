@@ -1,15 +1,14 @@
-"""users, shifts and rosters
+"""users, audit, shifts and rosters, notifications
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-21 14:50:28.213916
+Create Date: 2026-11-21 15:17:01.194959
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -48,6 +47,38 @@ def upgrade() -> None:
         sa.UniqueConstraint("external_subject"),
         sa.UniqueConstraint("username"),
     )
+    op.create_table(
+        "audit_event",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "subject",
+            sa.String(length=255),
+            nullable=True,
+            comment="None: no acceptable credentials",
+        ),
+        sa.Column("roles", sa.JSON(), nullable=False),
+        sa.Column("method", sa.String(length=8), nullable=False),
+        sa.Column("path", sa.String(length=2048), nullable=False, comment="with the query string"),
+        sa.Column("resource_type", sa.String(length=64), nullable=True),
+        sa.Column("resource_id", sa.String(length=128), nullable=True),
+        sa.Column("action", sa.String(length=8), nullable=False, comment="read | write"),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("client", sa.String(length=64), nullable=True, comment="caller's address"),
+        sa.Column(
+            "via", sa.String(length=64), nullable=True, comment="trusted proxy that forwarded it"
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_event_at", ["at"], unique=False)
+        batch_op.create_index("ix_audit_event_subject_at", ["subject", "at"], unique=False)
+
     op.create_table(
         "physician",
         sa.Column(
@@ -108,7 +139,7 @@ def upgrade() -> None:
             "kind",
             sa.String(length=32),
             nullable=False,
-            comment="create | edit | move | delete | publish | drop | pickup | swap | accept | decline | approve | reject",
+            comment="what happened; the kinds are listed in scheduling/roster_events.py",
         ),
         sa.Column("roster_id", sa.BigInteger(), nullable=True),
         sa.Column("shift_ids", sa.JSON(), nullable=False),
@@ -119,6 +150,17 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "roster_rule",
+        sa.Column("id", sa.Integer(), nullable=False, comment="always 1: one rule set for the hub"),
+        sa.Column(
+            "rules", sa.JSON(), nullable=False, comment="overrides of the HARMONY_ROSTER_* defaults"
+        ),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_by", sa.String(length=255), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -162,7 +204,9 @@ def upgrade() -> None:
         sa.Column("end", sa.DateTime(timezone=True), nullable=False),
         sa.Column("service", sa.String(length=64), nullable=False),
         sa.Column("location", sa.String(length=64), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False, comment="assigned | open"),
+        sa.Column(
+            "status", sa.String(length=16), nullable=False, comment="assigned | open | deleted"
+        ),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -230,11 +274,112 @@ def upgrade() -> None:
     with op.batch_alter_table("shift_request", schema=None) as batch_op:
         batch_op.create_index("ix_shift_request_status", ["status"], unique=False)
 
+    op.create_table(
+        "notification",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("user_id", sa.BigInteger(), nullable=False, comment="app_user.id"),
+        sa.Column("event_id", sa.BigInteger(), nullable=False, comment="roster_event.id"),
+        sa.Column(
+            "kind",
+            sa.String(length=32),
+            nullable=False,
+            comment="shift_open | pickup_requested | ...",
+        ),
+        sa.Column("title", sa.String(length=255), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id", "user_id", "kind", name="uq_notification_event_user_kind"),
+    )
+    with op.batch_alter_table("notification", schema=None) as batch_op:
+        batch_op.create_index("ix_notification_user_id", ["user_id", "id"], unique=False)
+
+    op.create_table(
+        "notification_cursor",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("last_event_id", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "notification_delivery",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("notification_id", sa.BigInteger(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False, comment="email | push"),
+        sa.Column(
+            "target", sa.String(length=512), nullable=False, comment="email address or device token"
+        ),
+        sa.Column(
+            "status",
+            sa.String(length=16),
+            nullable=False,
+            comment="pending | sending | retrying | sent | parked | dropped",
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint(
+            "notification_id", "channel", "target", name="uq_notification_delivery_target"
+        ),
+    )
+    with op.batch_alter_table("notification_delivery", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_notification_delivery_status_next", ["status", "next_attempt_at"], unique=False
+        )
+
+    op.create_table(
+        "notification_device",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("user_id", sa.BigInteger(), nullable=False, comment="app_user.id"),
+        sa.Column("token", sa.String(length=512), nullable=False, comment="FCM registration token"),
+        sa.Column("platform", sa.String(length=16), nullable=True, comment="android | ios | web"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token"),
+    )
+    with op.batch_alter_table("notification_device", schema=None) as batch_op:
+        batch_op.create_index("ix_notification_device_user", ["user_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("notification_device", schema=None) as batch_op:
+        batch_op.drop_index("ix_notification_device_user")
+
+    op.drop_table("notification_device")
+    with op.batch_alter_table("notification_delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_notification_delivery_status_next")
+
+    op.drop_table("notification_delivery")
+    op.drop_table("notification_cursor")
+    with op.batch_alter_table("notification", schema=None) as batch_op:
+        batch_op.drop_index("ix_notification_user_id")
+
+    op.drop_table("notification")
     with op.batch_alter_table("shift_request", schema=None) as batch_op:
         batch_op.drop_index("ix_shift_request_status")
 
@@ -246,8 +391,14 @@ def downgrade() -> None:
 
     op.drop_table("shift")
     op.drop_table("shift_type")
+    op.drop_table("roster_rule")
     op.drop_table("roster_event")
     op.drop_table("roster")
     op.drop_table("physician")
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_event_subject_at")
+        batch_op.drop_index("ix_audit_event_at")
+
+    op.drop_table("audit_event")
     op.drop_table("app_user")
     # ### end Alembic commands ###
