@@ -8,8 +8,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import SettingsDep
-from api.scheduling_http import Admin, EngineDep, Reader, actor_of, etag, if_match, sent, tagged
+from api.scheduling_http import (
+    Admin,
+    EngineDep,
+    Reader,
+    SchedulingDep,
+    actor_of,
+    etag,
+    if_match,
+    sent,
+    tagged,
+)
 from scheduling.publish import publish_roster
 from scheduling.roster_events import events_after
 from scheduling.rosters import create_roster, get_roster, list_rosters
@@ -42,20 +51,20 @@ def rosters_get(engine: EngineDep, principal: Reader, roster_id: int) -> JSONRes
 
 @router.post("/rosters/{roster_id}/publish")
 def rosters_publish(
-    request: Request, engine: EngineDep, settings: SettingsDep, admin: Admin, roster_id: int
+    request: Request, engine: EngineDep, scheduling: SchedulingDep, admin: Admin, roster_id: int
 ) -> JSONResponse:
     version = if_match(request)
     assert version is not None
-    outcome = publish_roster(engine, settings, actor_of(admin), roster_id, version)
+    outcome = publish_roster(engine, scheduling, actor_of(admin), roster_id, version)
     response = sent(request, outcome)
     response.headers["X-Outbound-Messages"] = ",".join(map(str, outcome.outbound_ids))
     return response
 
 
 @router.get("/roster-rules")
-def rules_get(engine: EngineDep, settings: SettingsDep, _reader: Reader) -> JSONResponse:
+def rules_get(engine: EngineDep, scheduling: SchedulingDep, _reader: Reader) -> JSONResponse:
     with engine.connect() as conn:
-        rules = load_rules(conn, settings)
+        rules = load_rules(conn, scheduling.default_rules)
     return JSONResponse(rules.as_json(), headers={"ETag": etag(rules.version)})
 
 
@@ -63,14 +72,16 @@ def rules_get(engine: EngineDep, settings: SettingsDep, _reader: Reader) -> JSON
 def rules_update(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     admin: Admin,
     body: dict[str, Any],
 ) -> JSONResponse:
     version = if_match(request)
     assert version is not None
     body.pop("version", None)
-    rules = update_rules(engine, settings, body, expected_version=version, actor=admin.subject)
+    rules = update_rules(
+        engine, scheduling.default_rules, body, expected_version=version, actor=admin.subject
+    )
     return JSONResponse(rules.as_json(), headers={"ETag": etag(rules.version)})
 
 

@@ -1,5 +1,5 @@
-"""What the scheduling routers share: the caller as an Actor, ETags and If-Match, refusals
-as HTTP statuses, and publishing the GMED messages a change queued."""
+"""What the scheduling routers share: the caller as an Actor, the scheduling context, ETags
+and If-Match, refusals as HTTP statuses, and publishing the GMED messages a change queued."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
-from api.deps import Principal, require_roles
+from api.deps import Principal, SettingsDep, require_roles
 from hub.message_store import OUTBOUND
+from hub.scheduling_context import scheduling_context
+from scheduling.context import SchedulingContext
 from scheduling.errors import (
     BulkRefused,
     Forbidden,
@@ -47,6 +49,20 @@ def engine_of(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+def scheduling_of(request: Request, settings: SettingsDep) -> SchedulingContext:
+    """The scheduling context of the app's settings, built once per app (again only if
+    ``app.state.settings`` is replaced)."""
+    state = request.app.state
+    cached: tuple[object, SchedulingContext] | None = getattr(state, "scheduling", None)
+    if cached is None or cached[0] is not settings:
+        cached = (settings, scheduling_context(settings))
+        state.scheduling = cached
+    return cached[1]
+
+
+SchedulingDep = Annotated[SchedulingContext, Depends(scheduling_of)]
 
 
 def etag(version: int) -> str:

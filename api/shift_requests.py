@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import SettingsDep
 from api.scheduling_http import (
     Admin,
     EngineDep,
     Physician,
     Reader,
+    SchedulingDep,
     actor_of,
     if_match,
     sent,
@@ -48,10 +48,10 @@ def requests_get(engine: EngineDep, principal: Reader, request_id: int) -> JSONR
 
 
 def _answer(
-    request: Request, engine: Any, settings: Any, physician: Any, request_id: int, accept: bool
+    request: Request, engine: Any, scheduling: Any, physician: Any, request_id: int, accept: bool
 ) -> JSONResponse:
     outcome = answer_swap(
-        engine, settings, actor_of(physician), request_id, accept, if_match(request)
+        engine, scheduling, actor_of(physician), request_id, accept, if_match(request)
     )
     return sent(request, outcome)
 
@@ -60,22 +60,22 @@ def _answer(
 def requests_accept(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     physician: Physician,
     request_id: int,
 ) -> JSONResponse:
-    return _answer(request, engine, settings, physician, request_id, True)
+    return _answer(request, engine, scheduling, physician, request_id, True)
 
 
 @router.post("/{request_id}/decline")
 def requests_decline(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     physician: Physician,
     request_id: int,
 ) -> JSONResponse:
-    return _answer(request, engine, settings, physician, request_id, False)
+    return _answer(request, engine, scheduling, physician, request_id, False)
 
 
 @router.post("/{request_id}/withdraw")
@@ -89,7 +89,7 @@ def requests_withdraw(
 def _decide(
     request: Request,
     engine: Any,
-    settings: Any,
+    scheduling: Any,
     admin: Any,
     request_id: int,
     approve: bool,
@@ -99,7 +99,7 @@ def _decide(
     assert version is not None
     outcome = decide_request(
         engine,
-        settings,
+        scheduling,
         actor_of(admin),
         request_id,
         approve,
@@ -113,21 +113,21 @@ def _decide(
 def requests_approve(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     admin: Admin,
     request_id: int,
     body: Decision | None = None,
 ) -> JSONResponse:
-    return _decide(request, engine, settings, admin, request_id, True, body)
+    return _decide(request, engine, scheduling, admin, request_id, True, body)
 
 
 @router.post("/{request_id}/reject")
 def requests_reject(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     admin: Admin,
     request_id: int,
     body: Decision | None = None,
 ) -> JSONResponse:
-    return _decide(request, engine, settings, admin, request_id, False, body)
+    return _decide(request, engine, scheduling, admin, request_id, False, body)

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import SettingsDep
 from api.scheduling_http import (
     Admin,
     EngineDep,
     Physician,
     Reader,
+    SchedulingDep,
     actor_of,
     if_match,
     sent,
@@ -68,31 +68,31 @@ def my_shifts(engine: EngineDep, physician: Physician) -> list[dict[str, Any]]:
 
 @router.get("/shifts/open")
 def open_shifts(
-    engine: EngineDep, settings: SettingsDep, physician: Physician
+    engine: EngineDep, scheduling: SchedulingDep, physician: Physician
 ) -> list[dict[str, Any]]:
-    return open_shifts_for(engine, settings, actor_of(physician))
+    return open_shifts_for(engine, scheduling, actor_of(physician))
 
 
 @router.post("/shifts", status_code=201)
 def shifts_create(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     admin: Admin,
     body: dict[str, Any],
 ) -> JSONResponse:
-    outcome = run_changes(engine, settings, actor_of(admin), [{**body, "op": "create"}])
+    outcome = run_changes(engine, scheduling, actor_of(admin), [{**body, "op": "create"}])
     return sent(request, outcome, 201)
 
 
 @router.post("/shifts/bulk")
 def shifts_bulk(
-    request: Request, engine: EngineDep, settings: SettingsDep, admin: Admin, body: Bulk
+    request: Request, engine: EngineDep, scheduling: SchedulingDep, admin: Admin, body: Bulk
 ) -> JSONResponse:
     """All-or-nothing: ``items`` of ``{"op": "create" | "edit" | "delete", "id", "version",
     ...}``; a refusal lists every failing item (409, ``errors``)."""
     items = body.items if len(body.items) != 1 else [*body.items]
-    outcome = run_changes(engine, settings, actor_of(admin), items)
+    outcome = run_changes(engine, scheduling, actor_of(admin), items)
     if len(items) == 1:
         outcome.data = [outcome.data]
     return sent(request, outcome)
@@ -107,7 +107,7 @@ def shifts_get(engine: EngineDep, principal: Reader, shift_id: int) -> JSONRespo
 def shifts_edit(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     admin: Admin,
     shift_id: int,
     body: dict[str, Any],
@@ -116,28 +116,28 @@ def shifts_edit(
     ``shift_type_id``."""
     version = if_match(request)
     item = {**body, "op": "edit", "id": shift_id, "version": version}
-    return sent(request, run_changes(engine, settings, actor_of(admin), [item]))
+    return sent(request, run_changes(engine, scheduling, actor_of(admin), [item]))
 
 
 @router.delete("/shifts/{shift_id}")
 def shifts_delete(
-    request: Request, engine: EngineDep, settings: SettingsDep, admin: Admin, shift_id: int
+    request: Request, engine: EngineDep, scheduling: SchedulingDep, admin: Admin, shift_id: int
 ) -> JSONResponse:
     version = if_match(request)
     item = {"op": "delete", "id": shift_id, "version": version}
-    return sent(request, run_changes(engine, settings, actor_of(admin), [item]))
+    return sent(request, run_changes(engine, scheduling, actor_of(admin), [item]))
 
 
 @router.post("/shifts/{shift_id}/drop")
 def shifts_drop(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     physician: Physician,
     shift_id: int,
 ) -> JSONResponse:
     version = if_match(request, required=False)
-    outcome = drop_shift(engine, settings, actor_of(physician), shift_id, version)
+    outcome = drop_shift(engine, scheduling, actor_of(physician), shift_id, version)
     return sent(request, outcome)
 
 
@@ -145,13 +145,13 @@ def shifts_drop(
 def shifts_pickup(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     physician: Physician,
     shift_id: int,
     body: Pickup | None = None,
 ) -> JSONResponse:
     note = body.note if body else None
-    outcome = request_pickup(engine, settings, actor_of(physician), shift_id, note)
+    outcome = request_pickup(engine, scheduling, actor_of(physician), shift_id, note)
     return sent(request, outcome, 201)
 
 
@@ -159,12 +159,12 @@ def shifts_pickup(
 def shifts_swap(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scheduling: SchedulingDep,
     physician: Physician,
     shift_id: int,
     body: Swap,
 ) -> JSONResponse:
     outcome = propose_swap(
-        engine, settings, actor_of(physician), shift_id, body.counterparty_shift_id, body.note
+        engine, scheduling, actor_of(physician), shift_id, body.counterparty_shift_id, body.note
     )
     return sent(request, outcome, 201)

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.message_store import RetryPolicy
 from hub.oidc import OidcIssuer
+from scheduling.rules import BUILTIN_RULES
 
 DEFAULT_DEV_TOKEN = "harmony-dev-token"
 DEFAULT_SECRET_KEY = "harmony-insecure-development-secret"
@@ -92,18 +93,28 @@ class Settings(BaseSettings):
     notification_poll_seconds: float = 0.5
     """How often the dispatcher reads new roster events and the deliverer looks for due work."""
     notification_gap_grace_seconds: float = 10.0
-    roster_timezone: str = "UTC"
+    roster_timezone: str = BUILTIN_RULES.timezone
     """Zone of roster weeks (weekly maximum); shifts use their shift type's own zone."""
-    roster_min_rest_hours: float = 10.0
-    roster_weekly_max_hours: float = 60.0
-    roster_weekly_max_shifts: int = 6
+    roster_min_rest_hours: float = BUILTIN_RULES.min_rest_hours
+    roster_weekly_max_hours: float = BUILTIN_RULES.weekly_max_hours
+    roster_weekly_max_shifts: int = BUILTIN_RULES.weekly_max_shifts
     roster_forbidden_sequences: list[str] = Field(
-        default_factory=lambda: ["night>clinic:24", "night>call:24"],
+        default_factory=lambda: [s.text() for s in BUILTIN_RULES.forbidden_sequences],
         description="'<kind>><kind or *>:<hours>': the second may not start that soon after "
         "the first ends",
     )
-    roster_swap_lead_days: int = 2
+    roster_swap_lead_days: int = BUILTIN_RULES.swap_lead_days
     """No swap or drop of a shift that starts within this many days."""
+    appointment_buffer_minutes: int = Field(default=0, ge=0)
+    """Minimum gap between a patient's visits, and between a practitioner's visits on slots
+    booked in Harmony (GMED, uploads); 0 still refuses overlapping visits."""
+    appointment_practitioner_buffer_minutes: dict[str, int] = Field(default_factory=dict)
+    """Per-practitioner buffer, keyed by canonical Practitioner id or identifier 'system|value'."""
+    appointment_reminder_poll_seconds: float = 60.0
+    """How often the scheduler looks for appointments entering the 24 h and 1 h windows, and
+    retries cancellations left over from reschedules."""
+    appointment_cancel_max_attempts: int = 8
+    """Retries of a cancellation a reschedule could not finish, before it is parked."""
 
     @field_validator("default_timezone")
     @classmethod

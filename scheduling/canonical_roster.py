@@ -6,7 +6,8 @@ is that role. Per shift: a busy Slot on the Schedule of whoever works it. A shif
 to someone else moves its Slot to their Schedule; a shift that is dropped (open) or deleted
 marks its Slot ``entered-in-error`` (the time is no longer that person's duty).
 
-Identifiers (the upsert keys, stable across edits) are under ``urn:harmony:roster:``.
+Identifiers (the upsert keys, stable across edits) are under ``urn:harmony:roster:``. What
+the writes changed goes to the caller's ``CanonicalChanges`` (domain events in a hub).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from canonical.records import (
     conditional_reference,
 )
 from canonical.repository import CanonicalRepository, UpsertResult, format_instant
-from hub.events import events_from_results, record_events
+from scheduling.context import CanonicalChanges
 from scheduling.records import shifts_with_types
 from scheduling.tables import physicians, shifts
 from scheduling.times import span_text, utcnow
@@ -43,7 +44,9 @@ def role_key(physician_id: int, service: str, location: str) -> str:
     return f"{physician_id}-{quote(service, safe='')}-{quote(location, safe='')}"
 
 
-def sync_shifts(session: Session, shift_ids: Iterable[int]) -> list[UpsertResult]:
+def sync_shifts(
+    session: Session, record_changes: CanonicalChanges, shift_ids: Iterable[int]
+) -> list[UpsertResult]:
     """Write the canonical records of these shifts as they are now (inside the caller's
     transaction); deleted shifts must be passed to ``retire_slots`` before their row goes."""
     ids = sorted(set(shift_ids))
@@ -82,11 +85,13 @@ def sync_shifts(session: Session, shift_ids: Iterable[int]) -> list[UpsertResult
                 f" ({row.type_timezone}): {person.name}",
             },
         )
-    results = _apply(session, list(records.values()))
-    return results + retire_slots(session, retired)
+    results = _apply(session, record_changes, list(records.values()))
+    return results + retire_slots(session, record_changes, retired)
 
 
-def retire_slots(session: Session, shift_ids: Iterable[int]) -> list[UpsertResult]:
+def retire_slots(
+    session: Session, record_changes: CanonicalChanges, shift_ids: Iterable[int]
+) -> list[UpsertResult]:
     """Mark the Slots of shifts nobody works any more ``entered-in-error``."""
     repo = CanonicalRepository(session)
     records = []
@@ -100,19 +105,19 @@ def retire_slots(session: Session, shift_ids: Iterable[int]) -> list[UpsertResul
         body = {k: v for k, v in slot.items() if k not in ("id", "meta")}
         body["status"] = "entered-in-error"
         records.append(SourceRecord("Slot", [Identifier(SHIFT_SYSTEM, str(shift_id))], body))
-    return _apply(session, records)
+    return _apply(session, record_changes, records)
 
 
-def _apply(session: Session, records: list[SourceRecord]) -> list[UpsertResult]:
+def _apply(
+    session: Session, record_changes: CanonicalChanges, records: list[SourceRecord]
+) -> list[UpsertResult]:
     if not records:
         return []
     provenance = Provenance(
         source_system=SOURCE_SYSTEM, message_id=None, mapping_version=None, received_at=utcnow()
     )
     results = CanonicalRepository(session).apply(SourceBundle(records=records), provenance, None)
-    record_events(
-        session.connection(), events_from_results(results, "", SOURCE_SYSTEM, message_id=None)
-    )
+    record_changes(session.connection(), results, SOURCE_SYSTEM)
     return results
 
 

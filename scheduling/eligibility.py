@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from scheduling.conflicts import check, planned_from_row
 from scheduling.records import shift_with_type
-from scheduling.rules import RosterRules, load_rules
+from scheduling.rules import BUILTIN_RULES, RosterRules, load_rules
 from scheduling.tables import physicians
 
 
@@ -20,11 +20,12 @@ def eligible_physicians(
 ) -> list[int]:
     """Ids of active physicians who could take the shift without any conflict, in id order.
 
-    The shift's current holder (if any) is left out. ``rules`` defaults to the rules in
-    force (stored overrides on the HARMONY_ROSTER_* settings).
+    The shift's current holder (if any) is left out. ``rules`` defaults to the stored
+    overrides on the built-in defaults (pass ``load_rules(conn, context.default_rules)`` to
+    honour configured defaults).
     """
     row = shift_with_type(conn, shift_id)
-    in_force = rules or load_rules(conn)
+    in_force = rules or load_rules(conn, BUILTIN_RULES)
     candidates = conn.execute(
         select(physicians.c.id).where(physicians.c.active == 1).order_by(physicians.c.id)
     ).scalars()

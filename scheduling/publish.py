@@ -1,10 +1,11 @@
-"""Publishing a roster, and telling the canonical store and GMED about published changes.
+"""Publishing a roster, and telling the canonical store and the outbox about published changes.
 
 Publish validates the whole draft with the conflict checker (every conflict listed, nothing
 changed), marks it published, writes its canonical records (PractitionerRole, Schedule,
-Slot: see ``canonical_roster``) and queues one SIU^S12 per shift for GMED, all in one
-transaction with the ``publish`` event. Later changes to a published roster (edits, moves,
-deletes, drops, approved pickups and swaps) go through ``announce``.
+Slot: see ``canonical_roster``) and queues an ``S12`` per shift in the context's outbox (an
+SIU to GMED in a hub), all in one transaction with the ``publish`` event. Later changes to a
+published roster (edits, moves, deletes, drops, approved pickups and swaps) go through
+``announce``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
-from hub.settings import Settings
 from scheduling.canonical_roster import sync_shifts
 from scheduling.conflicts import check, planned_from_row
+from scheduling.context import SchedulingContext
 from scheduling.errors import RuleConflict, StaleVersion, StateConflict
-from scheduling.gmed_outbox import queue, snapshot
+from scheduling.outbox import snapshot
 from scheduling.outcome import Outcome
 from scheduling.records import (
     Actor,
@@ -41,20 +42,20 @@ def is_published(conn: Connection, roster_id: int) -> bool:
 
 
 def announce(
-    session: Session, settings: Settings, items: Sequence[tuple[str, int]], reason: str
+    session: Session, context: SchedulingContext, items: Sequence[tuple[str, int]], reason: str
 ) -> list[int]:
-    """Canonical Slots and GMED for changed shifts of a published roster: (trigger, shift
-    id) pairs, triggers as in ``adapters.gmed.roster``. Returns outbound message ids."""
+    """Canonical Slots and the outbox for changed shifts of a published roster: (trigger,
+    shift id) pairs, triggers as in ``scheduling.outbox``. Returns outbound message ids."""
     if not items:
         return []
-    sync_shifts(session, [shift_id for _, shift_id in items])
+    sync_shifts(session, context.record_changes, [shift_id for _, shift_id in items])
     conn = session.connection()
-    return queue(conn, settings, [(t, snapshot(conn, sid)) for t, sid in items], reason)
+    return context.outbox(conn, [(t, snapshot(conn, sid)) for t, sid in items], reason)
 
 
 def publish_roster(
     engine: Engine,
-    settings: Settings,
+    context: SchedulingContext,
     actor: Actor,
     roster_id: int,
     expected_version: int,
@@ -77,7 +78,9 @@ def publish_roster(
         ).all()
         assigned = [r for r in rows if r.status == "assigned"]
         lock_physicians(conn, {r.physician_id for r in assigned})
-        conflicts = check(conn, load_rules(conn, settings), [planned_from_row(r) for r in assigned])
+        conflicts = check(
+            conn, load_rules(conn, context.default_rules), [planned_from_row(r) for r in assigned]
+        )
         if conflicts:
             raise RuleConflict(conflicts)
         published = versioned_update(
@@ -90,7 +93,7 @@ def publish_roster(
             published_at=utcnow(),
         )
         outbound = announce(
-            session, settings, [("S12", r.id) for r in rows], f"published {roster.name}"
+            session, context, [("S12", r.id) for r in rows], f"published {roster.name}"
         )
         data = roster_json(published)
         write_event(

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, insert, select, update
 from sqlalchemy.orm import Session
 
-from hub.settings import Settings
 from scheduling.conflicts import check, planned_from_row
+from scheduling.context import SchedulingContext
 from scheduling.eligibility import eligible_physicians
 from scheduling.errors import Forbidden, RuleConflict, StaleVersion, StateConflict
 from scheduling.outcome import Outcome
@@ -140,7 +140,7 @@ def _transition(
 
 def drop_shift(
     engine: Engine,
-    settings: Settings,
+    context: SchedulingContext,
     actor: Actor,
     shift_id: int,
     expected_version: int | None = None,
@@ -150,7 +150,7 @@ def drop_shift(
         conn = session.connection()
         row = _published_shift(conn, shift_id)
         me = _owned(actor, row)
-        rules = load_rules(conn, settings)
+        rules = load_rules(conn, context.default_rules)
         _lead_time(conn, rules, row, "drop")
         if expected_version is not None and row.version != expected_version:
             raise StaleVersion(f"shift {shift_id} is at version {row.version}")
@@ -180,7 +180,7 @@ def drop_shift(
         )
         if done.rowcount != 1:
             raise StaleVersion(f"shift {shift_id} changed meanwhile; read it again")
-        outbound = announce(session, settings, [("S14", shift_id)], "dropped")
+        outbound = announce(session, context, [("S14", shift_id)], "dropped")
         pool = [p for p in eligible_physicians(conn, shift_id, rules) if p != me]
         after = shift_json(shift_with_type(conn, shift_id))
         write_event(
@@ -201,7 +201,7 @@ def drop_shift(
 
 
 def request_pickup(
-    engine: Engine, settings: Settings, actor: Actor, shift_id: int, note: str | None = None
+    engine: Engine, context: SchedulingContext, actor: Actor, shift_id: int, note: str | None = None
 ) -> Outcome:
     """Ask for an open shift; refused at once if the checker would refuse the approval."""
     me = actor.require_physician()
@@ -219,7 +219,7 @@ def request_pickup(
         if again is not None:
             raise StateConflict(f"you already asked for shift {shift_id} (request {again.id})")
         conflicts = check(
-            conn, load_rules(conn, settings), [planned_from_row(row, physician_id=me)]
+            conn, load_rules(conn, context.default_rules), [planned_from_row(row, physician_id=me)]
         )
         if conflicts:
             raise RuleConflict(conflicts)
@@ -245,7 +245,7 @@ def _swap_plan(row: Row[Any], other: Row[Any]) -> list[Any]:
 
 def propose_swap(
     engine: Engine,
-    settings: Settings,
+    context: SchedulingContext,
     actor: Actor,
     shift_id: int,
     counterparty_shift_id: int,
@@ -258,7 +258,7 @@ def propose_swap(
         theirs = _published_shift(conn, counterparty_shift_id)
         if theirs.status != "assigned" or theirs.physician_id in (None, me):
             raise StateConflict(f"shift {counterparty_shift_id} is not another physician's")
-        rules = load_rules(conn, settings)
+        rules = load_rules(conn, context.default_rules)
         _lead_time(conn, rules, mine, "swap")
         _lead_time(conn, rules, theirs, "swap")
         conflicts = check(conn, rules, _swap_plan(mine, theirs))
@@ -289,7 +289,7 @@ def propose_swap(
 
 def answer_swap(
     engine: Engine,
-    settings: Settings,
+    context: SchedulingContext,
     actor: Actor,
     request_id: int,
     accept: bool,
@@ -304,7 +304,9 @@ def answer_swap(
         if accept:
             mine = shift_with_type(conn, request.shift_id)
             theirs = shift_with_type(conn, request.counterparty_shift_id)
-            conflicts = check(conn, load_rules(conn, settings), _swap_plan(mine, theirs))
+            conflicts = check(
+                conn, load_rules(conn, context.default_rules), _swap_plan(mine, theirs)
+            )
             if conflicts:
                 raise RuleConflict(conflicts)
         status = "accepted" if accept else "declined"
@@ -339,7 +341,7 @@ def withdraw_request(
 
 def decide_request(
     engine: Engine,
-    settings: Settings,
+    context: SchedulingContext,
     actor: Actor,
     request_id: int,
     approve: bool,
@@ -369,9 +371,11 @@ def decide_request(
         if request.kind == "pickup":
             changed = _approve_pickup(conn, request)
         else:
-            changed = _approve_swap(conn, settings, request)
+            changed = _approve_swap(conn, context, request)
         rows = conn.execute(shifts_with_types().where(shifts.c.id.in_(changed))).all()
-        conflicts = check(conn, load_rules(conn, settings), [planned_from_row(r) for r in rows])
+        conflicts = check(
+            conn, load_rules(conn, context.default_rules), [planned_from_row(r) for r in rows]
+        )
         if conflicts:
             raise RuleConflict(conflicts)
         request = _transition(
@@ -384,7 +388,7 @@ def decide_request(
         )
         outbound = []
         if roster_of(conn, rows[0].roster_id).status == "published":
-            outbound = announce(session, settings, [("S14", sid) for sid in changed], "swap")
+            outbound = announce(session, context, [("S14", sid) for sid in changed], "swap")
         after = [shift_json(shift_with_type(conn, sid)) for sid in changed]
         _request_event(
             conn,
@@ -419,7 +423,7 @@ def _approve_pickup(conn: Connection, request: Row[Any]) -> list[int]:
     return [request.shift_id]
 
 
-def _approve_swap(conn: Connection, settings: Settings, request: Row[Any]) -> list[int]:
+def _approve_swap(conn: Connection, context: SchedulingContext, request: Row[Any]) -> list[int]:
     if request.status == "pending":
         raise StateConflict(
             f"swap request {request.id} waits for {_name(conn, request.counterparty_id)} "
@@ -428,7 +432,7 @@ def _approve_swap(conn: Connection, settings: Settings, request: Row[Any]) -> li
     if request.status != "accepted":
         raise StateConflict(f"request {request.id} is already {request.status}")
     lock_physicians(conn, {request.requester_id, request.counterparty_id})
-    rules = load_rules(conn, settings)
+    rules = load_rules(conn, context.default_rules)
     owners = {
         request.shift_id: (request.requester_id, request.counterparty_id),
         request.counterparty_shift_id: (request.counterparty_id, request.requester_id),

@@ -1,4 +1,5 @@
-"""The conflict rules: defaults from Settings (HARMONY_ROSTER_*), overridden by an admin.
+"""The conflict rules: defaults from the caller (a hub reads HARMONY_ROSTER_*), overridden
+by an admin.
 
 The overrides live in one ``roster_rule`` row with a version (its ETag), so two admins
 editing the rules cannot overwrite each other unseen. A change writes a ``rules`` event.
@@ -12,7 +13,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.settings import Settings, get_settings
 from scheduling.errors import InvalidInput, StaleVersion
 from scheduling.roster_events import write_event
 from scheduling.tables import roster_rules
@@ -60,7 +60,7 @@ class RosterRules:
     forbidden_sequences: tuple[ForbiddenSequence, ...]
     swap_lead_days: int
     version: int = 0
-    """0: the Settings defaults, never edited."""
+    """0: the defaults, never edited."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -84,17 +84,18 @@ _FIELDS = (
 )
 
 
-def default_rules(settings: Settings) -> RosterRules:
-    return RosterRules(
-        timezone=settings.roster_timezone,
-        min_rest_hours=settings.roster_min_rest_hours,
-        weekly_max_hours=settings.roster_weekly_max_hours,
-        weekly_max_shifts=settings.roster_weekly_max_shifts,
-        forbidden_sequences=tuple(
-            ForbiddenSequence.parse(t) for t in settings.roster_forbidden_sequences
-        ),
-        swap_lead_days=settings.roster_swap_lead_days,
-    )
+BUILTIN_RULES = RosterRules(
+    timezone="UTC",
+    min_rest_hours=10.0,
+    weekly_max_hours=60.0,
+    weekly_max_shifts=6,
+    forbidden_sequences=(
+        ForbiddenSequence("night", "clinic", 24),
+        ForbiddenSequence("night", "call", 24),
+    ),
+    swap_lead_days=2,
+)
+"""The defaults when the caller has none; HARMONY_ROSTER_* settings default to these."""
 
 
 def _with_overrides(base: RosterRules, overrides: dict[str, Any], version: int) -> RosterRules:
@@ -123,18 +124,17 @@ def _with_overrides(base: RosterRules, overrides: dict[str, Any], version: int) 
     return replace(base, **values)
 
 
-def load_rules(conn: Connection, settings: Settings | None = None) -> RosterRules:
-    """The rules in force: Settings defaults with the stored overrides on top."""
-    base = default_rules(settings or get_settings())
+def load_rules(conn: Connection, defaults: RosterRules) -> RosterRules:
+    """The rules in force: ``defaults`` with the stored overrides on top."""
     row = conn.execute(select(roster_rules).where(roster_rules.c.id == RULES_ROW)).first()
     if row is None:
-        return base
-    return _with_overrides(base, dict(row.rules), row.version)
+        return defaults
+    return _with_overrides(defaults, dict(row.rules), row.version)
 
 
 def update_rules(
     engine: Engine,
-    settings: Settings,
+    defaults: RosterRules,
     changes: dict[str, Any],
     *,
     expected_version: int,
@@ -148,7 +148,7 @@ def update_rules(
         if current != expected_version:
             raise StaleVersion(f"the rules are at version {current}, not {expected_version}")
         merged = {**(dict(row.rules) if row is not None else {}), **changes}
-        rules = _with_overrides(default_rules(settings), merged, current + 1)
+        rules = _with_overrides(defaults, merged, current + 1)
         stored = {k: v for k, v in rules.as_json().items() if k in merged}
         now = utcnow()
         if row is None:

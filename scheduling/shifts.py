@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, insert, select
 from sqlalchemy.orm import Session
 
-from hub.settings import Settings
 from scheduling.conflicts import Conflict, check, planned_from_row
+from scheduling.context import SchedulingContext
 from scheduling.eligibility import is_eligible
 from scheduling.errors import (
     BulkRefused,
@@ -235,7 +235,7 @@ def _error(index: int, exc: SchedulingError) -> dict[str, Any]:
 
 
 def run_changes(
-    engine: Engine, settings: Settings, actor: Actor, items: list[dict[str, Any]]
+    engine: Engine, context: SchedulingContext, actor: Actor, items: list[dict[str, Any]]
 ) -> Outcome:
     """Apply items (``{"op": "create" | "edit" | "delete", ...}``) all-or-nothing.
 
@@ -260,7 +260,7 @@ def run_changes(
                     raise
                 errors.append(_error(index, exc))
                 changes.append(None)
-        conflicts = _judge(conn, settings, [c for c in changes if c is not None])
+        conflicts = _judge(conn, context, [c for c in changes if c is not None])
         if conflicts:
             if single:
                 raise RuleConflict(conflicts)
@@ -277,7 +277,7 @@ def run_changes(
         done = [c for c in changes if c is not None]
         outbound = announce(
             session,
-            settings,
+            context,
             [(c.trigger, c.shift_id) for c in done if c.published],
             "roster edited",
         )
@@ -289,14 +289,14 @@ def run_changes(
     return Outcome(results[0] if single else results, outbound)
 
 
-def _judge(conn: Connection, settings: Settings, changes: list[_Change]) -> list[Conflict]:
+def _judge(conn: Connection, context: SchedulingContext, changes: list[_Change]) -> list[Conflict]:
     ids = sorted({c.shift_id for c in changes})
     if not ids:
         return []
     rows = conn.execute(
         shifts_with_types().where(shifts.c.id.in_(ids), shifts.c.status == "assigned")
     ).all()
-    return check(conn, load_rules(conn, settings), [planned_from_row(r) for r in rows])
+    return check(conn, load_rules(conn, context.default_rules), [planned_from_row(r) for r in rows])
 
 
 def _log(
@@ -371,7 +371,9 @@ def list_shifts(
         return [shift_json(r) for r in conn.execute(query)]
 
 
-def open_shifts_for(engine: Engine, settings: Settings, actor: Actor) -> list[dict[str, Any]]:
+def open_shifts_for(
+    engine: Engine, context: SchedulingContext, actor: Actor
+) -> list[dict[str, Any]]:
     """Open shifts of published rosters, still ahead, that the caller could pick up."""
     me = actor.require_physician()
     published = select(rosters.c.id).where(rosters.c.status == "published")
@@ -385,7 +387,7 @@ def open_shifts_for(engine: Engine, settings: Settings, actor: Actor) -> list[di
         .order_by(shifts.c.start, shifts.c.id)
     )
     with engine.connect() as conn:
-        rules = load_rules(conn, settings)
+        rules = load_rules(conn, context.default_rules)
         return [
             shift_json(r) for r in conn.execute(query).all() if is_eligible(conn, r.id, me, rules)
         ]

@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from hub.scheduling_context import scheduling_context
 from hub.settings import Settings
+from scheduling.context import SchedulingContext
 from scheduling.physicians import create_physician
 from scheduling.records import Actor
 from scheduling.rosters import create_roster
@@ -38,6 +40,11 @@ class Clinic:
 
 def settings_for(engine: Engine, **overrides: Any) -> Settings:
     return Settings(database_url=engine.url.render_as_string(hide_password=False), **overrides)
+
+
+def context_for(engine: Engine, **overrides: Any) -> SchedulingContext:
+    """The scheduling context a hub with these settings would use."""
+    return scheduling_context(settings_for(engine, **overrides))
 
 
 def seed(engine: Engine) -> Clinic:
@@ -80,7 +87,12 @@ def seed(engine: Engine) -> Clinic:
 
 
 def add_shift(
-    engine: Engine, settings: Settings, clinic: Clinic, type_id: int, day: str, who: int | None
+    engine: Engine,
+    context: SchedulingContext,
+    clinic: Clinic,
+    type_id: int,
+    day: str,
+    who: int | None,
 ) -> dict[str, Any]:
     item = {
         "op": "create",
@@ -89,5 +101,5 @@ def add_shift(
         "date": day,
         "physician_id": who,
     }
-    data: dict[str, Any] = run_changes(engine, settings, ADMIN, [item]).data
+    data: dict[str, Any] = run_changes(engine, context, ADMIN, [item]).data
     return data

@@ -14,6 +14,7 @@ from adapters.gmed.parser import parse_message
 from canonical.repository import CanonicalRepository
 from hub.message_store import OUTBOUND
 from hub.outbound import OutboundSender
+from hub.scheduling_context import scheduling_context
 from hub.tables import messages
 from scheduling.canonical_roster import SHIFT_SYSTEM
 from scheduling.errors import RuleConflict, StaleVersion, StateConflict
@@ -22,7 +23,7 @@ from scheduling.requests import answer_swap, decide_request, propose_swap
 from scheduling.rosters import get_roster
 from scheduling.shifts import run_changes
 from tests.hub.test_outbound import GmedSandbox
-from tests.scheduling.roster_seed import ADMIN, add_shift, seed, settings_for
+from tests.scheduling.roster_seed import ADMIN, add_shift, context_for, seed, settings_for
 
 
 @pytest.fixture
@@ -50,16 +51,16 @@ def _resolve(engine: Engine, reference: str) -> dict:
 
 
 def test_publish_refuses_a_draft_with_conflicts_and_lists_them(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
-    night = add_shift(engine, settings, clinic, clinic.night, "2027-03-03", clinic.lee)
-    add_shift(engine, settings, clinic, clinic.clinic, "2027-03-05", clinic.lee)
+    night = add_shift(engine, context, clinic, clinic.night, "2027-03-03", clinic.lee)
+    add_shift(engine, context, clinic, clinic.clinic, "2027-03-05", clinic.lee)
     # The admin path refuses conflicts, so break the draft behind its back: a blackout.
     from scheduling.physicians import update_physician
 
     update_physician(engine, clinic.lee, {"blackout_dates": ["2027-03-04", "2027-03-05"]}, 1)
     with pytest.raises(RuleConflict) as caught:
-        publish_roster(engine, settings, ADMIN, clinic.roster, 1)
+        publish_roster(engine, context, ADMIN, clinic.roster, 1)
     assert sorted((c.rule, c.dates) for c in caught.value.conflicts) == [
         ("blackout", ("2027-03-04",)),
         ("blackout", ("2027-03-05",)),
@@ -67,11 +68,11 @@ def test_publish_refuses_a_draft_with_conflicts_and_lists_them(engine: Engine) -
     assert get_roster(engine, clinic.roster, include_drafts=True)["status"] == "draft"
     update_physician(engine, clinic.lee, {"blackout_dates": []}, 2)
     with pytest.raises(StaleVersion):
-        publish_roster(engine, settings, ADMIN, clinic.roster, 0)
-    published = publish_roster(engine, settings, ADMIN, clinic.roster, 1)
+        publish_roster(engine, context, ADMIN, clinic.roster, 0)
+    published = publish_roster(engine, context, ADMIN, clinic.roster, 1)
     assert published.data["status"] == "published" and published.outbound_ids == []
     with pytest.raises(StateConflict):
-        publish_roster(engine, settings, ADMIN, clinic.roster, 2)
+        publish_roster(engine, context, ADMIN, clinic.roster, 2)
     slot = _slot(engine, night["id"])
     assert slot["status"] == "busy"
     assert slot["start"] == "2027-03-04T00:00:00.000Z"
@@ -81,12 +82,13 @@ def test_publish_writes_canonical_records_and_sends_gmed_siu(
     engine: Engine, gmed: GmedSandbox
 ) -> None:
     settings = settings_for(engine, gmed_outbound_host="127.0.0.1", gmed_outbound_port=gmed.port)
+    context = scheduling_context(settings)
     clinic = seed(engine)
-    lee_shift = add_shift(engine, settings, clinic, clinic.clinic, "2027-03-15", clinic.lee)
-    patel_shift = add_shift(engine, settings, clinic, clinic.night, "2027-03-17", clinic.patel)
-    open_shift = add_shift(engine, settings, clinic, clinic.clinic, "2027-03-18", None)
+    lee_shift = add_shift(engine, context, clinic, clinic.clinic, "2027-03-15", clinic.lee)
+    patel_shift = add_shift(engine, context, clinic, clinic.night, "2027-03-17", clinic.patel)
+    open_shift = add_shift(engine, context, clinic, clinic.clinic, "2027-03-18", None)
 
-    outcome = publish_roster(engine, settings, ADMIN, clinic.roster, 1)
+    outcome = publish_roster(engine, context, ADMIN, clinic.roster, 1)
     assert len(outcome.outbound_ids) == 3
     sender = OutboundSender(engine, settings)
     assert [sender.send(i) for i in outcome.outbound_ids] == ["sent"] * 3
@@ -109,10 +111,10 @@ def test_publish_writes_canonical_records_and_sends_gmed_siu(
 
     # A swap after publish: counterparty accepts, admin approves -> Slots move, two S14.
     lee, patel = clinic.actor(clinic.lee), clinic.actor(clinic.patel)
-    swap = propose_swap(engine, settings, lee, lee_shift["id"], patel_shift["id"]).data
+    swap = propose_swap(engine, context, lee, lee_shift["id"], patel_shift["id"]).data
     assert swap["status"] == "pending"
-    answer_swap(engine, settings, patel, swap["id"], True, 1)
-    approved = decide_request(engine, settings, ADMIN, swap["id"], True, 2)
+    answer_swap(engine, context, patel, swap["id"], True, 1)
+    approved = decide_request(engine, context, ADMIN, swap["id"], True, 2)
     assert len(approved.outbound_ids) == 2
     assert [sender.send(i) for i in approved.outbound_ids] == ["sent", "sent"]
     changes = [parse_message(r.raw) for r in gmed.sink.received[3:]]
@@ -130,7 +132,7 @@ def test_publish_writes_canonical_records_and_sends_gmed_siu(
 
     # Deleting a published shift cancels it at GMED and retires its Slot.
     deleted = run_changes(
-        engine, settings, ADMIN, [{"op": "delete", "id": open_shift["id"], "version": 1}]
+        engine, context, ADMIN, [{"op": "delete", "id": open_shift["id"], "version": 1}]
     )
     (cancel_id,) = deleted.outbound_ids
     assert sender.send(cancel_id) == "sent"

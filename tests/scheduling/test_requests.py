@@ -32,34 +32,32 @@ from scheduling.roster_events import events_after
 from scheduling.rules import update_rules
 from scheduling.shifts import get_shift, list_shifts
 from scheduling.tables import shift_requests
-from tests.scheduling.roster_seed import ADMIN, Clinic, add_shift, seed, settings_for
+from tests.scheduling.roster_seed import ADMIN, Clinic, add_shift, context_for, seed
 
 
 def _published(engine: Engine) -> tuple[Clinic, dict[str, dict[str, Any]]]:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
     made = {
-        "lee_clinic": add_shift(engine, settings, clinic, clinic.clinic, "2027-03-08", clinic.lee),
+        "lee_clinic": add_shift(engine, context, clinic, clinic.clinic, "2027-03-08", clinic.lee),
         "patel_clinic": add_shift(
-            engine, settings, clinic, clinic.clinic, "2027-03-10", clinic.patel
+            engine, context, clinic, clinic.clinic, "2027-03-10", clinic.patel
         ),
-        "patel_night": add_shift(
-            engine, settings, clinic, clinic.night, "2027-03-07", clinic.patel
-        ),
-        "open": add_shift(engine, settings, clinic, clinic.clinic, "2027-03-12", None),
-        "lee_later": add_shift(engine, settings, clinic, clinic.clinic, "2027-03-15", clinic.lee),
+        "patel_night": add_shift(engine, context, clinic, clinic.night, "2027-03-07", clinic.patel),
+        "open": add_shift(engine, context, clinic, clinic.clinic, "2027-03-12", None),
+        "lee_later": add_shift(engine, context, clinic, clinic.clinic, "2027-03-15", clinic.lee),
     }
-    publish_roster(engine, settings, ADMIN, clinic.roster, 1)
+    publish_roster(engine, context, ADMIN, clinic.roster, 1)
     return clinic, made
 
 
 def test_drop_opens_the_shift_and_offers_it_to_the_eligible_pool(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
     lee = clinic.actor(clinic.lee)
     with pytest.raises(Forbidden):
-        drop_shift(engine, settings, clinic.actor(clinic.patel), made["lee_clinic"]["id"])
-    dropped = drop_shift(engine, settings, lee, made["lee_clinic"]["id"], 1).data
+        drop_shift(engine, context, clinic.actor(clinic.patel), made["lee_clinic"]["id"])
+    dropped = drop_shift(engine, context, lee, made["lee_clinic"]["id"], 1).data
     assert dropped["status"] == "open" and dropped["physician_id"] is None
     with engine.connect() as conn:
         pool = eligible_physicians(conn, made["lee_clinic"]["id"])
@@ -70,21 +68,23 @@ def test_drop_opens_the_shift_and_offers_it_to_the_eligible_pool(engine: Engine)
     assert event["detail"]["eligible_physician_ids"] == [clinic.kim]  # not the dropper
     assert event["shift_ids"] == [made["lee_clinic"]["id"]]
     with pytest.raises(Forbidden):  # it is not Lee's any more
-        drop_shift(engine, settings, lee, made["lee_clinic"]["id"])
+        drop_shift(engine, context, lee, made["lee_clinic"]["id"])
 
 
 def test_lead_time_refuses_drops_and_swaps_and_names_the_rule(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
-    update_rules(engine, settings, {"swap_lead_days": 400}, expected_version=0, actor="a")
+    update_rules(
+        engine, context.default_rules, {"swap_lead_days": 400}, expected_version=0, actor="a"
+    )
     with pytest.raises(StateConflict) as caught:
-        drop_shift(engine, settings, clinic.actor(clinic.lee), made["lee_clinic"]["id"])
+        drop_shift(engine, context, clinic.actor(clinic.lee), made["lee_clinic"]["id"])
     assert caught.value.rule == "lead_time"
     assert str(caught.value).startswith("Refused (lead_time): Dr Lee's shift 2027-03-08 08:00")
     with pytest.raises(StateConflict, match="lead_time"):
         propose_swap(
             engine,
-            settings,
+            context,
             clinic.actor(clinic.lee),
             made["lee_clinic"]["id"],
             made["patel_clinic"]["id"],
@@ -92,18 +92,18 @@ def test_lead_time_refuses_drops_and_swaps_and_names_the_rule(engine: Engine) ->
 
 
 def test_pickup_is_checked_then_approved_and_rivals_are_closed(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
     open_id = made["open"]["id"]
-    kim = request_pickup(engine, settings, clinic.actor(clinic.kim), open_id).data
-    lee = request_pickup(engine, settings, clinic.actor(clinic.lee), open_id, "happy to").data
+    kim = request_pickup(engine, context, clinic.actor(clinic.kim), open_id).data
+    lee = request_pickup(engine, context, clinic.actor(clinic.lee), open_id, "happy to").data
     with pytest.raises(StateConflict, match="already asked"):
-        request_pickup(engine, settings, clinic.actor(clinic.kim), open_id)
+        request_pickup(engine, context, clinic.actor(clinic.kim), open_id)
     with pytest.raises(Forbidden):
-        decide_request(engine, settings, clinic.actor(clinic.kim), kim["id"], True, 1)
+        decide_request(engine, context, clinic.actor(clinic.kim), kim["id"], True, 1)
     with pytest.raises(StaleVersion):
-        decide_request(engine, settings, ADMIN, kim["id"], True, 5)
-    approved = decide_request(engine, settings, ADMIN, kim["id"], True, 1).data
+        decide_request(engine, context, ADMIN, kim["id"], True, 5)
+    approved = decide_request(engine, context, ADMIN, kim["id"], True, 1).data
     assert approved["status"] == "approved" and approved["decided_by"] == "alice.admin"
     shift = get_shift(engine, ADMIN, open_id)
     assert shift["physician_id"] == clinic.kim and shift["status"] == "assigned"
@@ -116,32 +116,34 @@ def test_pickup_is_checked_then_approved_and_rivals_are_closed(engine: Engine) -
 
 
 def test_pickup_refused_by_the_checker_at_request_time(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
-    update_rules(engine, settings, {"weekly_max_shifts": 2}, expected_version=0, actor="a")
+    update_rules(
+        engine, context.default_rules, {"weekly_max_shifts": 2}, expected_version=0, actor="a"
+    )
     with pytest.raises(RuleConflict) as caught:  # Patel has two shifts in that week already
-        request_pickup(engine, settings, clinic.actor(clinic.patel), made["open"]["id"])
+        request_pickup(engine, context, clinic.actor(clinic.patel), made["open"]["id"])
     assert [c.rule for c in caught.value.conflicts] == ["weekly_max_shifts"]
 
 
 def test_swap_needs_the_counterparty_and_then_an_admin(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
     lee, patel = clinic.actor(clinic.lee), clinic.actor(clinic.patel)
     mine, theirs = made["lee_later"]["id"], made["patel_clinic"]["id"]
     with pytest.raises(Forbidden):  # not Patel's shift to offer
-        propose_swap(engine, settings, patel, mine, theirs)
-    swap = propose_swap(engine, settings, lee, mine, theirs).data
+        propose_swap(engine, context, patel, mine, theirs)
+    swap = propose_swap(engine, context, lee, mine, theirs).data
     assert swap["status"] == "pending" and swap["counterparty_id"] == clinic.patel
     with pytest.raises(StateConflict, match="waits for Dr Patel to accept"):
-        decide_request(engine, settings, ADMIN, swap["id"], True, 1)
+        decide_request(engine, context, ADMIN, swap["id"], True, 1)
     with pytest.raises(Forbidden):  # only the counterparty answers
-        answer_swap(engine, settings, lee, swap["id"], True, 1)
-    accepted = answer_swap(engine, settings, patel, swap["id"], True, 1).data
+        answer_swap(engine, context, lee, swap["id"], True, 1)
+    accepted = answer_swap(engine, context, patel, swap["id"], True, 1).data
     assert accepted["status"] == "accepted"
     before = list_shifts(engine, ADMIN, physician_id=clinic.lee)
     assert [s["id"] for s in before] == [made["lee_clinic"]["id"], mine]
-    decide_request(engine, settings, ADMIN, swap["id"], True, 2)
+    decide_request(engine, context, ADMIN, swap["id"], True, 2)
     assert get_shift(engine, ADMIN, mine)["physician_id"] == clinic.patel
     assert get_shift(engine, ADMIN, theirs)["physician_id"] == clinic.lee
     with engine.connect() as conn:
@@ -151,13 +153,13 @@ def test_swap_needs_the_counterparty_and_then_an_admin(engine: Engine) -> None:
 
 
 def test_swap_that_would_break_a_rule_is_refused(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
     # Patel would take Lee's 08:00 clinic an hour after his Sunday night ends.
     with pytest.raises(RuleConflict) as caught:
         propose_swap(
             engine,
-            settings,
+            context,
             clinic.actor(clinic.lee),
             made["lee_clinic"]["id"],
             made["patel_clinic"]["id"],
@@ -168,7 +170,7 @@ def test_swap_that_would_break_a_rule_is_refused(engine: Engine) -> None:
     with pytest.raises(StateConflict, match="not another physician"):
         propose_swap(
             engine,
-            settings,
+            context,
             clinic.actor(clinic.patel),
             made["patel_night"]["id"],
             made["patel_clinic"]["id"],
@@ -176,18 +178,16 @@ def test_swap_that_would_break_a_rule_is_refused(engine: Engine) -> None:
 
 
 def test_decline_and_withdraw(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
     lee, patel = clinic.actor(clinic.lee), clinic.actor(clinic.patel)
     first = propose_swap(
-        engine, settings, lee, made["lee_later"]["id"], made["patel_clinic"]["id"]
+        engine, context, lee, made["lee_later"]["id"], made["patel_clinic"]["id"]
     ).data
-    assert answer_swap(engine, settings, patel, first["id"], False, 1).data["status"] == (
-        "declined"
-    )
+    assert answer_swap(engine, context, patel, first["id"], False, 1).data["status"] == ("declined")
     with pytest.raises(StateConflict, match="already declined"):
         withdraw_request(engine, lee, first["id"], 2)
-    second = request_pickup(engine, settings, lee, made["open"]["id"]).data
+    second = request_pickup(engine, context, lee, made["open"]["id"]).data
     with pytest.raises(Forbidden):
         withdraw_request(engine, patel, second["id"], 1)
     assert withdraw_request(engine, lee, second["id"], 1).data["status"] == "withdrawn"
@@ -214,14 +214,14 @@ def _race(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def test_two_admins_approving_one_request_exactly_one_wins(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
-    asked = request_pickup(engine, settings, clinic.actor(clinic.kim), made["open"]["id"]).data
+    asked = request_pickup(engine, context, clinic.actor(clinic.kim), made["open"]["id"]).data
     admins = [Actor("admin.one", is_admin=True), Actor("admin.two", is_admin=True)]
     results = _race(
         [
-            lambda: decide_request(engine, settings, admins[0], asked["id"], True, 1),
-            lambda: decide_request(engine, settings, admins[1], asked["id"], False, 1),
+            lambda: decide_request(engine, context, admins[0], asked["id"], True, 1),
+            lambda: decide_request(engine, context, admins[1], asked["id"], False, 1),
         ]
     )
     winners = [r for r in results if not isinstance(r, SchedulingError)]
@@ -238,20 +238,20 @@ def test_two_admins_approving_one_request_exactly_one_wins(engine: Engine) -> No
 
 
 def test_two_physicians_picking_up_one_open_shift_exactly_one_gets_it(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic, made = _published(engine)
     open_id = made["open"]["id"]
     asks = _race(
         [
-            lambda: request_pickup(engine, settings, clinic.actor(clinic.kim), open_id),
-            lambda: request_pickup(engine, settings, clinic.actor(clinic.lee), open_id),
+            lambda: request_pickup(engine, context, clinic.actor(clinic.kim), open_id),
+            lambda: request_pickup(engine, context, clinic.actor(clinic.lee), open_id),
         ]
     )
     assert all(not isinstance(a, SchedulingError) for a in asks)
     results = _race(
         [
             lambda a=a, n=n: decide_request(
-                engine, settings, Actor(f"admin.{n}", is_admin=True), a.data["id"], True, 1
+                engine, context, Actor(f"admin.{n}", is_admin=True), a.data["id"], True, 1
             )
             for n, a in enumerate(asks)
         ]

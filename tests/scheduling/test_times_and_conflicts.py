@@ -10,11 +10,11 @@ from sqlalchemy import Engine, select
 
 from scheduling.errors import BulkRefused, InvalidInput, RuleConflict
 from scheduling.physicians import update_physician
-from scheduling.rules import load_rules, update_rules
+from scheduling.rules import BUILTIN_RULES, load_rules, update_rules
 from scheduling.shifts import list_shifts, run_changes
 from scheduling.tables import roster_events
 from scheduling.times import hours, parse_instant, shift_bounds
-from tests.scheduling.roster_seed import ADMIN, TZ, add_shift, seed, settings_for
+from tests.scheduling.roster_seed import ADMIN, TZ, add_shift, context_for, seed
 
 
 def test_a_night_across_the_dst_change_is_11_or_13_hours() -> None:
@@ -29,9 +29,9 @@ def test_a_night_across_the_dst_change_is_11_or_13_hours() -> None:
 
 
 def test_stored_shift_times_are_utc_and_local_to_the_type(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
-    night = add_shift(engine, settings, clinic, clinic.night, "2027-03-13", clinic.lee)
+    night = add_shift(engine, context, clinic, clinic.night, "2027-03-13", clinic.lee)
     assert parse_instant(night["start"]) == parse_instant("2027-03-14T00:00:00+00:00")
     assert parse_instant(night["end"]) == parse_instant("2027-03-14T11:00:00+00:00")
     assert night["status"] == "assigned" and night["version"] == 1
@@ -39,14 +39,14 @@ def test_stored_shift_times_are_utc_and_local_to_the_type(engine: Engine) -> Non
 
 def _refusal(engine: Engine, item: dict) -> RuleConflict:
     with pytest.raises(RuleConflict) as caught:
-        run_changes(engine, settings_for(engine), ADMIN, [item])
+        run_changes(engine, context_for(engine), ADMIN, [item])
     return caught.value
 
 
 def test_overlap_names_rule_person_and_dates(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
-    add_shift(engine, settings, clinic, clinic.night, "2027-03-03", clinic.lee)
+    add_shift(engine, context, clinic, clinic.night, "2027-03-03", clinic.lee)
     refusal = _refusal(
         engine,
         {
@@ -73,9 +73,9 @@ def test_overlap_names_rule_person_and_dates(engine: Engine) -> None:
 
 
 def test_night_then_morning_clinic_breaks_rest_and_sequence(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
-    add_shift(engine, settings, clinic, clinic.night, "2027-03-03", clinic.lee)
+    add_shift(engine, context, clinic, clinic.night, "2027-03-03", clinic.lee)
     refusal = _refusal(
         engine,
         {
@@ -95,7 +95,7 @@ def test_night_then_morning_clinic_breaks_rest_and_sequence(engine: Engine) -> N
     # 36 hours later the rest is fine but the night>clinic:24 sequence is not (18:00 next day).
     update_rules(
         engine,
-        settings,
+        context.default_rules,
         {"forbidden_sequences": ["night>clinic:48"]},
         expected_version=0,
         actor="alice",
@@ -114,17 +114,17 @@ def test_night_then_morning_clinic_breaks_rest_and_sequence(engine: Engine) -> N
 
 
 def test_weekly_maximum_counts_real_hours_in_the_iso_week(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
     update_rules(
         engine,
-        settings,
+        context.default_rules,
         {"weekly_max_hours": 30, "forbidden_sequences": []},
         expected_version=0,
         actor="alice",
     )
     for day in ("2027-03-08", "2027-03-09", "2027-03-10"):  # Mon-Wed, 27 h
-        add_shift(engine, settings, clinic, clinic.clinic, day, clinic.patel)
+        add_shift(engine, context, clinic, clinic.clinic, day, clinic.patel)
     refusal = _refusal(
         engine,
         {
@@ -141,14 +141,16 @@ def test_weekly_maximum_counts_real_hours_in_the_iso_week(engine: Engine) -> Non
         conflict.message
     )
     # The next ISO week is free again.
-    add_shift(engine, settings, clinic, clinic.clinic, "2027-03-15", clinic.patel)
+    add_shift(engine, context, clinic, clinic.clinic, "2027-03-15", clinic.patel)
 
 
 def test_weekly_maximum_of_shifts(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
-    update_rules(engine, settings, {"weekly_max_shifts": 1}, expected_version=0, actor="a")
-    add_shift(engine, settings, clinic, clinic.clinic, "2027-03-08", clinic.kim)
+    update_rules(
+        engine, context.default_rules, {"weekly_max_shifts": 1}, expected_version=0, actor="a"
+    )
+    add_shift(engine, context, clinic, clinic.clinic, "2027-03-08", clinic.kim)
     refusal = _refusal(
         engine,
         {
@@ -163,7 +165,7 @@ def test_weekly_maximum_of_shifts(engine: Engine) -> None:
 
 
 def test_blackout_eligibility_and_inactive(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
     update_physician(engine, clinic.lee, {"blackout_dates": ["2027-03-05"]}, 1)
     night_before = _refusal(
@@ -191,7 +193,7 @@ def test_blackout_eligibility_and_inactive(engine: Engine) -> None:
         },
     )
     assert [c.rule for c in specialty.conflicts] == ["eligibility_specialty"]
-    add_shift(engine, settings, clinic, clinic.cardio, "2027-03-10", clinic.kim)
+    add_shift(engine, context, clinic, clinic.cardio, "2027-03-10", clinic.kim)
 
     location = _refusal(
         engine,
@@ -221,9 +223,9 @@ def test_blackout_eligibility_and_inactive(engine: Engine) -> None:
 
 
 def test_bulk_is_all_or_nothing_with_every_items_error(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     clinic = seed(engine)
-    existing = add_shift(engine, settings, clinic, clinic.clinic, "2027-03-02", clinic.kim)
+    existing = add_shift(engine, context, clinic, clinic.clinic, "2027-03-02", clinic.kim)
     items = [
         {
             "op": "create",
@@ -248,7 +250,7 @@ def test_bulk_is_all_or_nothing_with_every_items_error(engine: Engine) -> None:
         },  # outside the roster
     ]
     with pytest.raises(BulkRefused) as caught:
-        run_changes(engine, settings, ADMIN, items)
+        run_changes(engine, context, ADMIN, items)
     errors = {e["index"]: e for e in caught.value.errors}
     assert set(errors) == {0, 1, 2, 3}
     assert errors[2]["error"] == "StaleVersion"
@@ -259,24 +261,41 @@ def test_bulk_is_all_or_nothing_with_every_items_error(engine: Engine) -> None:
 
     # The same batch without its bad items goes through in one transaction.
     good = [items[0], {**items[2], "version": 1}]
-    done = run_changes(engine, settings, ADMIN, good).data
+    done = run_changes(engine, context, ADMIN, good).data
     assert [s["physician_id"] for s in done] == [clinic.lee, clinic.patel]
     assert done[1]["version"] == 2
 
 
 def test_rules_are_versioned_and_validated(engine: Engine) -> None:
-    settings = settings_for(engine)
+    context = context_for(engine)
     with engine.connect() as conn:
-        assert load_rules(conn, settings).min_rest_hours == 10
-    rules = update_rules(engine, settings, {"min_rest_hours": 12}, expected_version=0, actor="a")
+        assert load_rules(conn, context.default_rules).min_rest_hours == 10
+    rules = update_rules(
+        engine, context.default_rules, {"min_rest_hours": 12}, expected_version=0, actor="a"
+    )
     assert rules.version == 1 and rules.min_rest_hours == 12
     from scheduling.errors import StaleVersion
 
     with pytest.raises(StaleVersion):
-        update_rules(engine, settings, {"min_rest_hours": 8}, expected_version=0, actor="b")
+        update_rules(
+            engine, context.default_rules, {"min_rest_hours": 8}, expected_version=0, actor="b"
+        )
     with pytest.raises(InvalidInput):
         update_rules(
-            engine, settings, {"forbidden_sequences": ["nonsense"]}, expected_version=1, actor="a"
+            engine,
+            context.default_rules,
+            {"forbidden_sequences": ["nonsense"]},
+            expected_version=1,
+            actor="a",
         )
     with engine.connect() as conn:
-        assert load_rules(conn, settings).min_rest_hours == 12
+        assert load_rules(conn, context.default_rules).min_rest_hours == 12
+
+
+def test_the_builtin_rules_are_the_settings_defaults(engine: Engine) -> None:
+    """Callers without a context (``eligible_physicians(conn, shift_id)``) get these."""
+    defaults = context_for(engine).default_rules
+    assert defaults == BUILTIN_RULES
+    custom = context_for(engine, roster_min_rest_hours=8, roster_forbidden_sequences=["*>*:1"])
+    assert custom.default_rules.min_rest_hours == 8
+    assert [s.text() for s in custom.default_rules.forbidden_sequences] == ["*>*:1"]
