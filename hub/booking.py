@@ -9,6 +9,10 @@
    SIU^S12.
 3. If the source says the slot is gone, the claim is dropped, the canonical slot is marked
    busy and the caller gets a clear 409; other source failures answer 502 and change nothing.
+
+The claim also enforces buffer times (hub.buffers): it is checked and written in one
+transaction that holds the patient's and the practitioner's lock, so two bookings that are
+too close together cannot both get past it either.
 """
 
 from __future__ import annotations
@@ -24,9 +28,16 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.contract import BookingRequest, SlotUnavailable, SourceError, integration_of
+from adapters.contract import (
+    BookingRequest,
+    FetchedPage,
+    SlotUnavailable,
+    SourceError,
+    integration_of,
+)
 from canonical.repository import CanonicalRepository
 from hub import message_store
+from hub.buffers import ClaimScope, find_conflict, lock_subjects, parse_instant
 from hub.changes import save_change
 from hub.integrations import IntegrationRegistry, UnknownIntegration
 from hub.message_store import OUTBOUND, NewMessage, utcnow
@@ -47,9 +58,11 @@ ENDED = frozenset({"cancelled", "noshow", "entered-in-error"})
 class BookingError(Exception):
     """Why a booking failed, with the HTTP status the API answers."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
+        """Machine-readable particulars (a buffer conflict's rule and the other visit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,11 @@ class BookingOrder:
     reason: str | None = None
     comment: str | None = None
     requested_by: str | None = None
+    replaces: str | None = None
+    """A reschedule: the appointment this one replaces (exempt from the buffer check)."""
+    replaces_source_id: str | None = None
+    """A reschedule within one athena integration: the old appointment's athena id, so the
+    source moves it natively instead of booking a second appointment."""
 
 
 ProcessInbound = Callable[[int], str]
@@ -84,19 +102,19 @@ class BookingService:
 
     def book(self, order: BookingOrder) -> dict[str, Any]:
         """The booked canonical Appointment; raises BookingError."""
-        slot = self._read("Slot", order.slot_id)
+        slot = self.read("Slot", order.slot_id)
         if slot is None:
             raise BookingError(404, f"Slot/{order.slot_id} does not exist")
         if slot.get("status") != "free":
             raise BookingError(409, f"Slot/{order.slot_id} is {slot.get('status')}, not free")
         patient = None
         if order.patient_id:
-            patient = self._read("Patient", order.patient_id)
+            patient = self.read("Patient", order.patient_id)
             if patient is None:
                 raise BookingError(404, f"Patient/{order.patient_id} does not exist")
-        self._claim(order)
+        self._claim(order, self._scope(order, slot))
         try:
-            owner = _owner(slot)
+            owner = slot_owner(slot)
             if owner is None:
                 appointment = self._book_here(order, slot)
             else:
@@ -114,16 +132,42 @@ class BookingService:
 
     # -- the claim ---------------------------------------------------------------------------
 
-    def _claim(self, order: BookingOrder) -> None:
+    def _scope(self, order: BookingOrder, slot: dict[str, Any]) -> ClaimScope:
+        """Who the claim holds time for: the patient, and the practitioner of a local slot."""
+        practitioner = None
+        if slot_owner(slot) is None:
+            for actor in self._schedule_actors(slot):
+                kind, _, actor_id = str(actor.get("reference", "")).partition("/")
+                if kind == "Practitioner" and actor_id:
+                    practitioner = actor_id
+                    break
+        return ClaimScope(
+            slot_id=order.slot_id,
+            start=parse_instant(slot.get("start")),
+            end=parse_instant(slot.get("end")),
+            patient_id=order.patient_id,
+            practitioner_id=practitioner,
+            replaces=order.replaces,
+        )
+
+    def _claim(self, order: BookingOrder, scope: ClaimScope) -> None:
         for _ in range(2):
             try:
                 with self.engine.begin() as conn:
+                    lock_subjects(conn, scope)
+                    conflict = find_conflict(conn, self.settings, scope)
+                    if conflict is not None:
+                        raise BookingError(409, conflict.message(), conflict.detail())
                     conn.execute(
                         insert(slot_bookings).values(
                             slot_id=order.slot_id,
                             state="pending",
                             requested_by=order.requested_by,
                             created_at=utcnow(),
+                            patient_id=scope.patient_id,
+                            practitioner_id=scope.practitioner_id,
+                            start=scope.start,
+                            end=scope.end,
                         )
                     )
                 return
@@ -181,10 +225,10 @@ class BookingService:
         result, outbound = save_change(
             self.engine, self.settings, "Appointment", appointment, source_system=HARMONY_SOURCE
         )
-        self._mark_slot(order.slot_id, "busy")
+        self.mark_slot(order.slot_id, "busy")
         if outbound:
             self.publish(OUTBOUND, outbound)
-        booked = self._read("Appointment", result.id)
+        booked = self.read("Appointment", result.id)
         assert booked is not None
         return booked
 
@@ -210,44 +254,54 @@ class BookingService:
             reason=order.reason,
             comment=order.comment,
         )
-        outbound_id = self._store_request(config.source_type, integration, request)
+        operation = "reschedule" if order.replaces_source_id else "book"
+        outbound_id = self.store_request(config.source_type, integration, operation, request)
         client = self.clients(config)  # pooled: keeps its token and connections
+        reschedule = getattr(client, "reschedule", None)
         try:
-            result = client.book(request)
+            if order.replaces_source_id and reschedule is not None:
+                result = reschedule(order.replaces_source_id, source_id, patient)
+            else:
+                result = client.book(request)
         except SlotUnavailable as exc:
-            self._fail_request(outbound_id, str(exc))
-            self._mark_slot(order.slot_id, "busy")
+            self.fail_request(outbound_id, str(exc))
+            self.mark_slot(order.slot_id, "busy")
             raise BookingError(
                 409, f"{integration} says Slot/{order.slot_id} is no longer free: {exc}"
             ) from None
         except SourceError as exc:
-            self._fail_request(outbound_id, str(exc))
+            self.fail_request(outbound_id, str(exc))
             raise BookingError(502, f"{integration} could not book: {exc}") from None
-        with self.engine.begin() as conn:  # the request is done once its answer is stored
-            message_store.finish(conn, outbound_id, "sent")
-            inbound_id = message_store.store_in(conn, page_message(integration, result.page)).id
-        status = self.process_inbound(inbound_id)
+        inbound_id, status = self.store_answer(outbound_id, integration, result.page)
         if status != "processed":
             raise BookingError(
                 502,
                 f"{integration} booked appointment {result.appointment_source_id}, but its "
                 f"answer (message {inbound_id}) could not be stored: {status}",
             )
-        appointment_id = self._appointment_of(inbound_id)
+        appointment_id = self.appointment_of(inbound_id)
         if appointment_id is None:
             raise BookingError(
                 502, f"{integration}'s booking answer (message {inbound_id}) held no appointment"
             )
-        if (self._read("Slot", order.slot_id) or {}).get("status") == "free":
-            self._mark_slot(order.slot_id, "busy")
-        booked = self._read("Appointment", appointment_id)
+        if (self.read("Slot", order.slot_id) or {}).get("status") == "free":
+            self.mark_slot(order.slot_id, "busy")
+        booked = self.read("Appointment", appointment_id)
         assert booked is not None
         return booked
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _store_request(self, source_type: str, integration: str, request: BookingRequest) -> int:
-        body = {"operation": "book", "slot": request.slot_source_id, "reason": request.reason}
+    def store_request(
+        self, source_type: str, integration: str, operation: str, request: BookingRequest
+    ) -> int:
+        """The request, stored and claimed before it is sent (never resent by the outbox)."""
+        body = {"operation": operation, "slot": request.slot_source_id, "reason": request.reason}
+        return self.store_outbound(source_type, integration, operation, body)
+
+    def store_outbound(
+        self, source_type: str, integration: str, operation: str, body: dict[str, Any]
+    ) -> int:
         with self.engine.begin() as conn:
             stored = message_store.store_in(
                 conn,
@@ -255,18 +309,27 @@ class BookingService:
                     channel=f"{source_type}-out",
                     direction=OUTBOUND,
                     raw=orjson.dumps(body),
-                    message_type="book",
+                    message_type=operation,
                     sender=integration,
                 ),
             )
             message_store.claim(conn, stored.id)
         return stored.id
 
-    def _fail_request(self, message_id: int, error: str) -> None:
+    def store_answer(
+        self, outbound_id: int, integration: str, page: FetchedPage
+    ) -> tuple[int, str]:
+        """Finish the request with its answer stored as an inbound page, normalized now."""
+        with self.engine.begin() as conn:  # the request is done once its answer is stored
+            message_store.finish(conn, outbound_id, "sent")
+            inbound_id = message_store.store_in(conn, page_message(integration, page)).id
+        return inbound_id, self.process_inbound(inbound_id)
+
+    def fail_request(self, message_id: int, error: str) -> None:
         with self.engine.begin() as conn:
             message_store.finish(conn, message_id, "parked", error=error)
 
-    def _appointment_of(self, message_id: int) -> str | None:
+    def appointment_of(self, message_id: int) -> str | None:
         with self.engine.connect() as conn:
             found: str | None = conn.execute(
                 select(domain_events.c.resource_id)
@@ -278,25 +341,29 @@ class BookingService:
             ).scalar()
         return found
 
-    def _read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         with Session(self.engine) as session:
             return CanonicalRepository(session).get(resource_type, resource_id)
 
-    def _mark_slot(self, slot_id: str, status: str) -> None:
-        slot = self._read("Slot", slot_id)
+    def mark_slot(self, slot_id: str, status: str) -> None:
+        slot = self.read("Slot", slot_id)
         if slot is None or slot.get("status") == status:
             return
         changed = {k: v for k, v in slot.items() if k != "meta"}
         changed["status"] = status
         save_change(self.engine, self.settings, "Slot", changed, source_system=HARMONY_SOURCE)
 
-    def _participants(self, slot: dict[str, Any], patient_id: str | None) -> list[dict[str, Any]]:
-        participants: list[dict[str, Any]] = []
+    def _schedule_actors(self, slot: dict[str, Any]) -> list[dict[str, Any]]:
         schedule_ref = (slot.get("schedule") or {}).get("reference", "")
-        if schedule_ref.startswith("Schedule/"):
-            schedule = self._read("Schedule", schedule_ref.split("/", 1)[1]) or {}
-            for actor in schedule.get("actor", []):
-                participants.append({"actor": actor, "status": "accepted"})
+        if not schedule_ref.startswith("Schedule/"):
+            return []
+        schedule = self.read("Schedule", schedule_ref.split("/", 1)[1]) or {}
+        return list(schedule.get("actor", []))
+
+    def _participants(self, slot: dict[str, Any], patient_id: str | None) -> list[dict[str, Any]]:
+        participants: list[dict[str, Any]] = [
+            {"actor": actor, "status": "accepted"} for actor in self._schedule_actors(slot)
+        ]
         if patient_id:
             participants.append(
                 {"actor": {"reference": f"Patient/{patient_id}"}, "status": "accepted"}
@@ -306,7 +373,7 @@ class BookingService:
         return participants
 
 
-def _owner(slot: dict[str, Any]) -> tuple[str, str] | None:
+def slot_owner(slot: dict[str, Any]) -> tuple[str, str] | None:
     """(integration, source id) from the slot's first integration identifier."""
     for identifier in slot.get("identifier", []):
         integration = integration_of(identifier.get("system", ""))

@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
 from canonical.repository import UpsertResult
 from hub import message_store
+from hub.appointments import AppointmentService
 from hub.booking import BookingService
 from hub.bus import Bus, BusConsumer, Publisher
 from hub.changes import save_change
 from hub.db import engine_for
 from hub.message_store import INBOUND, OUTBOUND, utcnow
-from hub.notifications.service import NotificationService
+from hub.notifications.service import NotificationService, channels_for
 from hub.outbound import OutboundSender
+from hub.reminders import queue_reminders
 from hub.settings import Settings
 from hub.sources import ClientPool
 from hub.sync import SyncRunner, SyncScheduler
@@ -45,6 +47,7 @@ class HubRuntime:
         self.booking = BookingService(
             self.engine, settings, self.worker.process_inbound, self.publish, self.clients
         )
+        self.appointments = AppointmentService(self.booking)
         self._consumers: list[BusConsumer] = []
         self.notifications: NotificationService | None = None
         self._threads: list[threading.Thread] = []
@@ -95,9 +98,30 @@ class HubRuntime:
     def start_scheduler(self, interval: float = 1.0) -> None:
         self._spawn("harmony-scheduler", lambda: self._schedule(interval))
 
+    def appointment_pass(self, now: datetime | None = None) -> None:
+        """Reminders entering their window, and cancellations a reschedule left to retry."""
+        for name, work in (
+            (
+                "reminders",
+                lambda: queue_reminders(
+                    self.engine, self.settings, channels_for(self.settings), now
+                ),
+            ),
+            ("cancel retries", lambda: self.appointments.retry_cancellations(now)),
+        ):
+            try:
+                work()
+            except Exception as exc:
+                log.warning("appointment %s pass failed, trying again: %s", name, exc)
+
     def _schedule(self, interval: float) -> None:
         last_sweep = utcnow()
+        every = timedelta(seconds=self.settings.appointment_reminder_poll_seconds)
+        last_appointments = utcnow() - every
         while not self._stop.wait(interval):
+            if utcnow() - last_appointments >= every:
+                self.appointment_pass()
+                last_appointments = utcnow()
             try:
                 self._publish_pairs(message_store.due_retries(self.engine))
                 if utcnow() - last_sweep > STALE_AFTER:

@@ -105,9 +105,9 @@ class Settings(BaseSettings):
     )
     roster_swap_lead_days: int = BUILTIN_RULES.swap_lead_days
     """No swap or drop of a shift that starts within this many days."""
-    appointment_buffer_minutes: int = Field(default=0, ge=0)
+    appointment_buffer_minutes: int | None = Field(default=None, ge=0)
     """Minimum gap between a patient's visits, and between a practitioner's visits on slots
-    booked in Harmony (GMED, uploads); 0 still refuses overlapping visits."""
+    booked in Harmony (GMED, uploads). 0 refuses overlapping visits only; unset: no rule."""
     appointment_practitioner_buffer_minutes: dict[str, int] = Field(default_factory=dict)
     """Per-practitioner buffer, keyed by canonical Practitioner id or identifier 'system|value'."""
     appointment_reminder_poll_seconds: float = 60.0

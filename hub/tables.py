@@ -110,4 +110,39 @@ slot_bookings = Table(
     Column("appointment_id", String(64), nullable=True),
     Column("requested_by", String(255), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("patient_id", String(64), nullable=True, comment="canonical Patient id (buffers)"),
+    Column("practitioner_id", String(64), nullable=True, comment="local slots only (buffers)"),
+    Column("start", DateTime(timezone=True), nullable=True),
+    Column("end", DateTime(timezone=True), nullable=True),
+    Index("ix_slot_booking_patient_start", "patient_id", "start"),
+    Index("ix_slot_booking_practitioner_start", "practitioner_id", "start"),
+)
+
+appointment_cancellations = Table(
+    "appointment_cancellation",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("appointment_id", String(64), nullable=False, unique=True),
+    Column("reason", JSON, nullable=False, comment="FHIR CodeableConcept"),
+    Column("requested_by", String(255), nullable=True),
+    Column("state", String(16), nullable=False, comment="running | done | retrying | parked"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_appointment_cancellation_state_next", "state", "next_attempt_at"),
+)
+
+appointment_reminders = Table(
+    "appointment_reminder",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("appointment_id", String(64), nullable=False),
+    Column("kind", String(8), nullable=False, comment="24h | 1h"),
+    Column("state", String(16), nullable=False, comment="queued | skipped"),
+    Column("appointment_start", DateTime(timezone=True), nullable=False),
+    Column("notification_ids", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("appointment_id", "kind", name="uq_appointment_reminder_kind"),
 )

@@ -110,6 +110,35 @@ POLICY: dict[tuple[str, str], list[Case]] = {
             json={"slot_id": "no-such-slot", "patient_id": "{other_patient}"},
         ),
     ],
+    ("POST", "/api/appointments/{appointment_id}/cancel"): [
+        Case(
+            "/api/appointments/{own_appointment}/cancel",
+            BOOK,
+            json={"reason": "moved away"},
+            note="patient: takes part; a repeated cancel answers it again",
+        ),
+        Case(
+            "/api/appointments/{other_appointment}/cancel",
+            BOOK_FOR_OTHERS,
+            json={"reason": {"code": "pat"}},
+        ),
+    ],
+    ("POST", "/api/appointments/{appointment_id}/reschedule"): [
+        Case(
+            "/api/appointments/{own_appointment}/reschedule",
+            BOOK,
+            json={"slot_id": "no-such-slot"},
+            note="patient: takes part",
+        ),
+        Case(
+            "/api/appointments/{other_appointment}/reschedule",
+            BOOK_FOR_OTHERS,
+            json={"slot_id": "no-such-slot"},
+        ),
+    ],
+    ("GET", "/api/appointments/cancellations"): [
+        Case("/api/appointments/cancellations", ENGINE, note="cancels a reschedule left queued")
+    ],
     ("POST", "/api/availability/{label}"): [Case("/api/availability/clinic-a", UPLOAD)],
     # the integration engine
     ("GET", "/api/messages"): [Case("/api/messages", ENGINE)],
