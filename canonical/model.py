@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -104,8 +105,12 @@ def same_content(stored_hash: str, digest: str, resource: dict[str, Any]) -> boo
     return stored_hash == digest or stored_hash == legacy_content_hash(resource)
 
 
+@lru_cache(maxsize=4096)
 def parse_instant(value: str | None) -> datetime | None:
-    """A FHIR instant/dateTime with offset as an aware UTC datetime (None if absent)."""
+    """A FHIR instant/dateTime with offset as an aware UTC datetime (None if absent).
+
+    Cached: a write checks and indexes each time twice, and a slot's end is the next's start.
+    """
     if not value:
         return None
     try:

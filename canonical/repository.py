@@ -6,8 +6,9 @@ Writes are idempotent (same content, no new version) and ordered by message sequ
 message older than the one that last wrote a record does not overwrite it), because parallel
 workers may process messages for one appointment out of order.
 
-A bundle is written as a batch: one identifier lookup for all its records, then one
-executemany per table, because a statement per record cost twenty times the work itself.
+A bundle is written as a batch: one identifier lookup for all its records (canonical/lookup.py),
+then one bulk statement per table (canonical/pending.py), because a statement per record cost
+twenty times the work itself. Every version one write attempt makes carries one timestamp.
 
 Concurrency: each write runs in a SAVEPOINT and is retried when a unique constraint shows
 that another transaction created the same record first (a bundle is then redone record by
@@ -19,9 +20,9 @@ pysqlite's SAVEPOINT inside a real transaction).
 from __future__ import annotations
 
 import copy
-import uuid
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,13 +38,13 @@ from canonical.errors import (
     UnresolvedReference,
     VersionConflict,
 )
+from canonical.lookup import Batch, Key, identifier_keys, lookup, one_pk, record_keys
+from canonical.pending import NewRow, Pending, flush
 from canonical.records import Identifier, Provenance, SourceBundle, SourceRecord
-from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
+from canonical.tables import identifiers, provenance, resource_versions, resources
 
 MAX_ATTEMPTS = 8
-LOOKUP_CHUNK = 1000  # identifier values per IN list, well inside every driver's bind limit
 _CONDITIONAL_MARK = "?identifier="
-_IMMUTABLE = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,75 +83,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def random_id() -> str:
+    """A random UUID (version 4) as ``str(uuid.uuid4())`` writes it, in a third of the time."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def format_instant(value: datetime) -> str:
     """FHIR instant text in UTC with millisecond precision."""
     value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-Key = tuple[str, str]
-
-
-@dataclass(eq=False, slots=True)
-class _NewRow:
-    """A resource INSERT deferred to the next flush; its ``pk`` is known only after it."""
-
-    values: dict[str, Any]
-    pk: int | None = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    """Writes that no read before the next flush depends on, sent with one executemany each.
-
-    ``resource_pk`` of a dependent row may be a _NewRow, replaced by its pk once inserted.
-    """
-
-    inserts: list[_NewRow] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    seqs: dict[int, int] = field(default_factory=dict)
-    cleared: list[int] = field(default_factory=list)
-    identifiers: list[dict[str, Any]] = field(default_factory=list)
-    unsure_identifiers: list[dict[str, Any]] = field(default_factory=list)
-    """Of updated records: inserted unless the record has them already."""
-    search: list[dict[str, Any]] = field(default_factory=list)
-    versions: list[dict[str, Any]] = field(default_factory=list)
-    provenance: list[dict[str, Any]] = field(default_factory=list)
-
-
-TypedKey = tuple[str, str, str]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one lookup found for a whole bundle, and what its writes have touched since.
-
-    A record whose identifiers or stored row a write of the same bundle touched is looked up
-    again after a flush, so it sees that write.
-    """
-
-    pks: dict[TypedKey, int] = field(default_factory=dict)
-    rows: dict[int, Row[Any]] = field(default_factory=dict)
-    touched_keys: set[TypedKey] = field(default_factory=set)
-    touched_pks: set[int] = field(default_factory=set)
-
-    def find(self, rtype: str, keys: list[Key]) -> tuple[Row[Any] | None, list[Key]] | None:
-        """As ``_find_row`` answers; None when the lookup may be out of date for these keys."""
-        typed = [(rtype, system, value) for system, value in dict.fromkeys(keys)]
-        if any(key in self.touched_keys for key in typed):
-            return None
-        matches = [(self.pks[key], key[1], key[2]) for key in typed if key in self.pks]
-        pk = _one_pk(rtype, matches)
-        if pk is None:
-            return None, []
-        if pk in self.touched_pks:
-            return None
-        return self.rows[pk], [(system, value) for _, system, value in matches]
-
-    def touch(self, rtype: str, keys: Iterable[Key], pk: int | None) -> None:
-        self.touched_keys.update((rtype, system, value) for system, value in keys)
-        if pk is not None:
-            self.touched_pks.add(pk)
 
 
 class CanonicalRepository:
@@ -162,12 +107,14 @@ class CanonicalRepository:
         dialect = session.get_bind().dialect
         self._is_sqlite = dialect.name == "sqlite"
         self._dumps = bulk.json_serializer(dialect)
-        self._pending = _Pending()
-        self._batch: _Batch | None = None
+        self._pending = Pending()
+        self._batch: Batch | None = None
         # (type, system, value) -> id, for references to records of the bundle being applied;
         # only during apply(), and only from writes whose savepoint was released.
         self._targets: dict[tuple[str, str, str], str] | None = None
         self._learned: dict[tuple[str, str, str], str] = {}
+        self._now = clock()
+        self._now_text = format_instant(self._now)
 
     # ------------------------------------------------------------------ writes
 
@@ -196,10 +143,10 @@ class CanonicalRepository:
         for record in records:
             _check_record(record)
         self._take_write_lock()
-        self._pending = _Pending()
+        self._begin_attempt()
         results = []
         with self.session.begin_nested():
-            self._batch = self._lookup(records)
+            self._batch = lookup(self._conn(), records)
             for record in records:
                 self._learned = {}
                 results.append(self._upsert_once(record, prov, message_seq))
@@ -246,8 +193,7 @@ class CanonicalRepository:
         self._take_write_lock()
         last_error: IntegrityError | None = None
         for _ in range(MAX_ATTEMPTS):
-            self._pending = _Pending()
-            self._learned = {}
+            self._begin_attempt()
             try:
                 with self.session.begin_nested():
                     result = attempt()
@@ -260,6 +206,13 @@ class CanonicalRepository:
             return result
         raise RuntimeError(f"could not write {what} after {MAX_ATTEMPTS} attempts") from last_error
 
+    def _begin_attempt(self) -> None:
+        """No deferred writes yet, and one timestamp for every version this attempt writes."""
+        self._pending = Pending()
+        self._learned = {}
+        self._now = self._clock()
+        self._now_text = format_instant(self._now)
+
     def _take_write_lock(self) -> None:
         # A no-op UPDATE makes pysqlite BEGIN and SQLite take its write lock (waiting on
         # busy_timeout) before we read, so no later write can fail on a stale snapshot.
@@ -270,77 +223,8 @@ class CanonicalRepository:
         return self.session.connection()
 
     def _flush(self) -> None:
-        """Send the deferred rows; runs inside the SAVEPOINT of the writes that made them."""
-        pending, self._pending = self._pending, _Pending()
-        conn = self._conn()
-        if pending.inserts:
-            self._insert_resources(pending.inserts)
-        seqs = [{"b_pk": pk, "b_seq": seq} for pk, seq in pending.seqs.items()]
-        for statement, rows in (
-            (statements.UPDATE_RESOURCE, pending.updates),
-            (statements.UPDATE_MESSAGE_SEQ, seqs),
-            (statements.DELETE_SEARCH_ENTRIES, [{"b_pk": pk} for pk in pending.cleared]),
-        ):
-            if rows:
-                conn.execute(statement, rows)
-        identifier_rows = pending.identifiers + self._unrecorded(pending.unsure_identifiers)
-        for table, rows in (
-            (identifiers, identifier_rows),
-            (search_index, pending.search),
-            (resource_versions, pending.versions),
-            (provenance, pending.provenance),
-        ):
-            bulk.insert_rows(conn, table, bulk.columns_of(table), _with_pks(rows))
-
-    def _insert_resources(self, rows: list[_NewRow]) -> None:
-        """One executemany for every new resource, then one lookup of the pks they got.
-
-        (INSERT ... RETURNING would send one statement per row on SQLite to keep their order,
-        and one huge statement on PostgreSQL that psycopg parses slowly.)
-        """
-        conn = self._conn()
-        bulk.insert_rows(conn, resources, bulk.columns_of(resources), [new.values for new in rows])
-        by_type: dict[str, dict[str, _NewRow]] = {}
-        for new in rows:
-            by_type.setdefault(new.values["resource_type"], {})[new.values["id"]] = new
-        for rtype, by_id in by_type.items():
-            ids = list(by_id)
-            if self._is_sqlite:
-                found = [
-                    row
-                    for chunk in _chunks(ids, LOOKUP_CHUNK)
-                    for row in conn.execute(statements.PKS_BY_ID, {"b_type": rtype, "b_ids": chunk})
-                ]
-            else:
-                params = {"b_type": rtype, "b_ids": ids}
-                found = list(conn.execute(statements.PKS_BY_ID_ARRAY, params))
-            for pk, resource_id in found:
-                by_id[resource_id].pk = pk
-
-    def _unrecorded(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The identifier rows of updated records that their records do not have yet."""
-        if not rows:
-            return []
-        pks = sorted({row["resource_pk"] for row in rows})
-        existing = {
-            (r.resource_pk, r.system, r.value)
-            for chunk in _chunks(pks, LOOKUP_CHUNK)
-            for r in self._conn().execute(statements.IDENTIFIERS_OF_MANY, {"b_pks": chunk})
-        }
-        return [r for r in rows if (r["resource_pk"], r["system"], r["value"]) not in existing]
-
-    def _lookup(self, records: list[SourceRecord]) -> _Batch:
-        """The stored records every identifier of ``records`` names, read (and locked) at once."""
-        wanted: dict[str, set[Key]] = {}
-        for record in records:
-            wanted.setdefault(record.resource_type, set()).update(_record_keys(record))
-        batch = _Batch()
-        for rtype, keys in wanted.items():
-            for m in self._rows_by_keys(rtype, sorted(keys)):
-                if (m.matched_system, m.matched_value) in keys:
-                    batch.pks[(rtype, m.matched_system, m.matched_value)] = m.matched_pk
-                    batch.rows[m.matched_pk] = m
-        return batch
+        pending, self._pending = self._pending, Pending()
+        flush(self._conn(), pending)
 
     def _learn(self, rtype: str, keys: Iterable[Key], resource_id: str) -> None:
         for system, value in keys:
@@ -350,11 +234,10 @@ class CanonicalRepository:
         self, record: SourceRecord, prov: Provenance, message_seq: int | None
     ) -> UpsertResult:
         rtype = record.resource_type
-        body = self._resolved_copy(record.resource)
-        body.pop("id", None)
-        body.pop("meta", None)
+        resolved = self._resolved(record.resource)
+        body = {k: v for k, v in resolved.items() if k != "id" and k != "meta"}
         body["resourceType"] = rtype
-        row, matched = self._find_row(rtype, _record_keys(record))
+        row, matched = self._find_row(rtype, record_keys(record))
         primary = record.identifiers[0]
         source_id = f"{primary.system}|{primary.value}"
         if row is not None and (
@@ -387,7 +270,7 @@ class CanonicalRepository:
         # record we only vouch for the ones just found there.
         self._learn(rtype, matched, result.id)
         if result.changed:
-            self._learn(rtype, _identifier_keys(body["identifier"]), result.id)
+            self._learn(rtype, identifier_keys(body["identifier"]), result.id)
         return result
 
     def _save_once(
@@ -405,7 +288,7 @@ class CanonicalRepository:
         body["resourceType"] = rtype
         row = self._row_by_id(rtype, resource_id, lock=True) if resource_id else None
         if row is None:
-            row, _ = self._find_row(rtype, _identifier_keys(body.get("identifier")))
+            row, _ = self._find_row(rtype, identifier_keys(body.get("identifier")))
             if row is not None and resource_id is not None:
                 raise IdentifierConflict(
                     f"an identifier of {rtype}/{resource_id} already names {rtype}/{row.id}"
@@ -445,13 +328,13 @@ class CanonicalRepository:
             return _result(rtype, row.id, row.version_id, row.status, row.status)
         model.validate(rtype, body)
         cols = indexing.columns_of(rtype, body)
-        now = self._clock()
+        now = self._now
         version = (row.version_id if row is not None else 0) + 1
-        resource_id = row.id if row is not None else (new_id or str(uuid.uuid4()))
+        resource_id = row.id if row is not None else (new_id or random_id())
         stored = {
             "resourceType": rtype,
             "id": resource_id,
-            "meta": {"versionId": str(version), "lastUpdated": format_instant(now)},
+            "meta": {"versionId": str(version), "lastUpdated": self._now_text},
             **{k: v for k, v in body.items() if k != "resourceType"},
         }
         values: dict[str, Any] = {
@@ -465,13 +348,13 @@ class CanonicalRepository:
             "content_hash": digest,
             "resource": stored,
         }
-        keys = list(dict.fromkeys(_identifier_keys(stored.get("identifier"))))
+        keys = list(dict.fromkeys(identifier_keys(stored.get("identifier"))))
         pending = self._pending
-        pk: int | _NewRow
+        pk: int | NewRow
         stored_json = self._dumps(stored)  # once, for the current row and the version row
         if row is None:
             values["message_seq"] = message_seq
-            pk = _NewRow({"resource_type": rtype, "id": resource_id, **values})
+            pk = NewRow({"resource_type": rtype, "id": resource_id, **values})
             pk.values["resource"] = stored_json
             pending.inserts.append(pk)
             previous_status = None
@@ -483,7 +366,7 @@ class CanonicalRepository:
             pending.cleared.append(row.pk)
             previous_status = row.status
             # The identifiers of the earlier version are already in the identifier table.
-            recorded = set(_identifier_keys(row.resource.get("identifier")))
+            recorded = set(identifier_keys(row.resource.get("identifier")))
             new_keys = [k for k in keys if k not in recorded]
             pending.unsure_identifiers.extend(_identifier_rows(rtype, pk, new_keys))
         if self._batch is not None:
@@ -519,25 +402,6 @@ class CanonicalRepository:
             status=cols.status,
         )
 
-    def _rows_by_keys(self, rtype: str, keys: list[Key]) -> list[Row[Any]]:
-        """Stored records by identifier, joined to the matched identifier (see statements)."""
-        conn = self._conn()
-        if not self._is_sqlite:
-            params = {
-                "b_type": rtype,
-                "b_systems": [system for system, _ in keys],
-                "b_values": [value for _, value in keys],
-            }
-            return list(conn.execute(statements.ROWS_BY_IDENTIFIERS_LOCKED, params))
-        values = sorted({value for _, value in keys})
-        return [
-            row
-            for chunk in _chunks(values, LOOKUP_CHUNK)
-            for row in conn.execute(
-                statements.ROWS_BY_IDENTIFIER_VALUES, {"b_type": rtype, "b_values": chunk}
-            )
-        ]
-
     def _find_row(self, rtype: str, keys: list[Key]) -> tuple[Row[Any] | None, list[Key]]:
         """The stored record any of ``keys`` names (locked), and which of them matched.
 
@@ -567,7 +431,7 @@ class CanonicalRepository:
                 for m in conn.execute(statements.IDENTIFIERS_BY_VALUE, params)
                 if (m.system, m.value) in wanted
             ]
-        pk = _one_pk(rtype, matches)
+        pk = one_pk(rtype, matches)
         if pk is None:
             return None, []
         matched = [(system, value) for _, system, value in matches]
@@ -586,19 +450,31 @@ class CanonicalRepository:
             query = query.with_for_update()
         return self.session.execute(query).first()
 
-    def _resolved_copy(self, node: Any) -> Any:
-        """A copy of JSON ``node`` with its conditional references resolved (see below)."""
-        if isinstance(node, dict):
-            copied = {}
-            for key, value in node.items():
-                if key == "reference" and isinstance(value, str) and _CONDITIONAL_MARK in value:
-                    copied[key] = self._resolve(value)
-                else:
-                    copied[key] = self._resolved_copy(value)
-            return copied
+    def _resolved(self, node: Any) -> Any:
+        """JSON ``node`` with its conditional references resolved (see below).
+
+        Only the objects and arrays on the way to a resolved reference are copies; the rest is
+        shared with ``node``. Neither the record nor the written resource is changed later.
+        """
         if isinstance(node, list):
-            return [self._resolved_copy(item) for item in node]
-        return copy.deepcopy(node) if not isinstance(node, _IMMUTABLE) else node
+            items = [self._resolved(item) for item in node]
+            return node if all(a is b for a, b in zip(items, node, strict=True)) else items
+        if not isinstance(node, dict):
+            return node
+        changed = None
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and _CONDITIONAL_MARK in value:
+                new = self._resolve(value)
+            elif isinstance(value, dict | list):
+                new = self._resolved(value)
+                if new is value:
+                    continue
+            else:
+                continue
+            if changed is None:
+                changed = dict(node)
+            changed[key] = new
+        return node if changed is None else changed
 
     def _resolve_references(self, node: Any) -> Any:
         """Replace ``Type?identifier=system|value`` references with ``Type/<id>``."""
@@ -724,38 +600,8 @@ def _check_record(record: SourceRecord) -> None:
         raise InvalidResource(f"{record.resource_type} record has no source identifier")
 
 
-def _record_keys(record: SourceRecord) -> list[Key]:
-    """Every identifier that may name the stored record: the resource's and the source's."""
-    keys = _identifier_keys(record.resource.get("identifier"))
-    return keys + [(i.system, i.value) for i in record.identifiers]
-
-
-def _one_pk(rtype: str, matches: list[tuple[int, str, str]]) -> int | None:
-    """The one record (pk) the matched identifiers name; IdentifierConflict if several."""
-    pks = {pk for pk, _, _ in matches}
-    if len(pks) > 1:
-        named = ", ".join(sorted(f"{system}|{value}" for _, system, value in matches))
-        raise IdentifierConflict(
-            f"identifiers {named} name {len(pks)} different {rtype} records; merge them first"
-        )
-    return pks.pop() if pks else None
-
-
-def _identifier_rows(rtype: str, pk: int | _NewRow, keys: list[Key]) -> list[dict[str, Any]]:
+def _identifier_rows(rtype: str, pk: int | NewRow, keys: list[Key]) -> list[dict[str, Any]]:
     return [{"resource_type": rtype, "system": s, "value": v, "resource_pk": pk} for s, v in keys]
-
-
-def _with_pks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with each deferred resource replaced by the pk its INSERT gave it."""
-    for row in rows:
-        target = row.get("resource_pk")
-        if isinstance(target, _NewRow):
-            row["resource_pk"] = target.pk
-    return rows
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def vars_of(entry: indexing.IndexEntry) -> dict[str, str]:
@@ -771,10 +617,6 @@ def _result(
     stale: bool = False,
 ) -> UpsertResult:
     return UpsertResult(rtype, resource_id, version, False, False, stale, previous_status, status)
-
-
-def _identifier_keys(items: Iterable[dict[str, Any]] | None) -> list[tuple[str, str]]:
-    return [(i.get("system") or "", i["value"]) for i in items or [] if i.get("value")]
 
 
 def _merge_identifiers(

@@ -7,11 +7,11 @@ memoizes its cache key and goes straight to the compiled-SQL cache.
 
 from __future__ import annotations
 
-from sqlalchemy import String, bindparam, delete, func, insert, select, true, update
+from sqlalchemy import String, bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.selectable import TableValuedAlias
 
-from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
+from canonical.tables import identifiers, resources, search_index
 
 # A no-op UPDATE that makes pysqlite BEGIN and SQLite take its write lock.
 SQLITE_WRITE_LOCK = update(resources).where(resources.c.pk == -1).values(version_id=0)
@@ -43,7 +43,6 @@ REFERENCE_TARGET = (
     .distinct()
 )
 
-INSERT_RESOURCES = insert(resources)
 UPDATE_RESOURCE = update(resources).where(
     resources.c.pk == bindparam("b_pk"), resources.c.version_id == bindparam("b_version")
 )
@@ -53,11 +52,6 @@ UPDATE_MESSAGE_SEQ = (
     .values(message_seq=bindparam("b_seq"))
 )
 DELETE_SEARCH_ENTRIES = delete(search_index).where(search_index.c.resource_pk == bindparam("b_pk"))
-
-INSERT_IDENTIFIERS = insert(identifiers)
-INSERT_SEARCH_ENTRIES = insert(search_index)
-INSERT_VERSIONS = insert(resource_versions)
-INSERT_PROVENANCE = insert(provenance)
 
 # SQLite takes no row locks, so it finds and reads the record in one statement.
 ROWS_BY_IDENTIFIER_VALUE = (
@@ -112,20 +106,4 @@ ROWS_BY_IDENTIFIERS_LOCKED = (
     .join(resources, resources.c.pk == _FOUND_KEY.c.resource_pk)
     .order_by(resources.c.pk)
     .with_for_update(of=resources)
-)
-
-# The pks new resources got, by the ids we gave them.
-PKS_BY_ID = select(resources.c.pk, resources.c.id).where(
-    resources.c.resource_type == bindparam("b_type"),
-    resources.c.id.in_(bindparam("b_ids", expanding=True)),
-)
-_WANTED_IDS = _unnest(id="b_ids")
-_FOUND_ID = (
-    select(resources.c.pk, resources.c.id)
-    .where(resources.c.resource_type == bindparam("b_type"), resources.c.id == _WANTED_IDS.c.id)
-    .limit(1)
-    .lateral("found")
-)
-PKS_BY_ID_ARRAY = (
-    select(_FOUND_ID.c.pk, _FOUND_ID.c.id).select_from(_WANTED_IDS).join(_FOUND_ID, true())
 )

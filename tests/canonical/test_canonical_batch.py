@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import uuid
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -10,8 +14,18 @@ from canonical.errors import IdentifierConflict
 from canonical.records import Identifier, SourceBundle, SourceRecord
 from canonical.repository import CanonicalRepository
 from canonical.tables import identifiers, provenance, resource_versions, resources, search_index
-from tests.canonical.canonical_seed import MRN, NPI, PROVIDER, patient, practitioner
+from tests.canonical.canonical_seed import (
+    MRN,
+    NPI,
+    PROVIDER,
+    patient,
+    practitioner,
+    schedule,
+    slot,
+)
 from tests.canonical.canonical_seed import provenance as prov
+
+START = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
 def apply(engine: Engine, records: list[SourceRecord], seq: int) -> list:
@@ -77,3 +91,38 @@ def test_a_conflict_in_a_bundle_keeps_the_records_before_it(engine: Engine) -> N
             repo.apply(SourceBundle(records=[patient("M2"), both]), prov(2), 2)
         # As record-by-record upserts would: the patient before the conflict is written.
         assert repo.find_by_identifier("M2", MRN, "Patient")
+
+
+def test_every_row_of_a_new_record_points_at_it(engine: Engine) -> None:
+    apply(engine, [patient("M1")], seq=1)  # pks are taken after the stored ones
+    results = apply(engine, [practitioner("P1", npi="9"), patient("M2"), patient("M3")], seq=2)
+    with Session(engine) as session:
+        pks = dict(session.execute(select(resources.c.id, resources.c.pk)).all())
+        owners = {
+            table.name: sorted(session.execute(select(table.c.resource_pk)).scalars())
+            for table in (identifiers, resource_versions, provenance)
+        }
+        lookups = {
+            r.id: CanonicalRepository(session).find_by_identifier(v, resource_type=r.resource_type)
+            for r, v in zip(results, ("9", "M2", "M3"), strict=True)
+        }
+    assert len(set(pks.values())) == 4
+    assert owners["canonical_identifiers"] == sorted([*pks.values(), pks[results[0].id]])
+    assert owners["canonical_resource_versions"] == owners["canonical_provenance"]
+    assert owners["canonical_provenance"] == sorted(pks.values())
+    assert lookups == {r.id: [r.reference] for r in results}
+
+
+def test_a_bundle_leaves_its_records_as_they_were_and_stamps_them_once(engine: Engine) -> None:
+    records = [schedule("DR1"), slot("S1", "DR1", START), slot("S2", "DR1", START)]
+    before = copy.deepcopy([r.resource for r in records])
+    results = apply(engine, [practitioner("DR1"), *records], seq=1)
+    assert [r.resource for r in records] == before  # references resolved in copies only
+    with Session(engine) as session:
+        stored = [CanonicalRepository(session).get(r.resource_type, r.id) for r in results]
+    assert all(uuid.UUID(r.id).version == 4 for r in results)
+    assert len({doc["meta"]["lastUpdated"] for doc in stored if doc}) == 1
+    schedule_id = results[1].id
+    assert [doc["schedule"] for doc in stored[2:] if doc] == [
+        {"reference": f"Schedule/{schedule_id}"}
+    ] * 2
