@@ -5,7 +5,15 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import bench_booking, bench_memory, bench_mllp, bench_normalize, bench_roster, bench_sync
+from bench import (
+    bench_booking,
+    bench_memory,
+    bench_mllp,
+    bench_normalize,
+    bench_roster,
+    bench_rostering,
+    bench_sync,
+)
 
 SUITES = {
     "normalize": bench_normalize,
@@ -14,6 +22,7 @@ SUITES = {
     "sync": bench_sync,
     "booking": bench_booking,
     "roster": bench_roster,
+    "rostering": bench_rostering,
 }
 
 

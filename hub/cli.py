@@ -31,9 +31,11 @@ app.add_typer(gmed_app, name="gmed")
 
 from hub.cli_integrations import app as integrations_app  # noqa: E402
 from hub.cli_mappings import app as mappings_app  # noqa: E402
+from hub.cli_roster import app as roster_app  # noqa: E402
 
 app.add_typer(mappings_app, name="mappings", help="Versioned mapping sets.")
 app.add_typer(integrations_app, name="integrations")
+app.add_typer(roster_app, name="roster", help="Roster generation (CP-SAT) and its benchmark.")
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
