@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import AdminPrincipal, CurrentPrincipal, Principal
+from api.roster import streams_closing
 from hub.notifications import inbox, outbox
 from hub.notifications.dispatcher import dispatch_status
 
@@ -94,6 +95,8 @@ async def stream(
 
     A reconnecting client sends ``Last-Event-ID`` (browsers do) and gets what it missed;
     a new one starts from now. The table is polled, so a dispatcher in any process counts.
+    The stream ends within a poll of the client going away or the app shutting down
+    (``api.roster.close_streams``).
     """
     user_id = _user_id(principal)
     engine = request.app.state.engine
@@ -113,7 +116,7 @@ async def _events(request: Request, user_id: int, after: int) -> AsyncIterator[s
     engine = request.app.state.engine
     yield "retry: 2000\n\n"
     quiet_since = time.monotonic()
-    while not await request.is_disconnected():
+    while not streams_closing(request.app) and not await request.is_disconnected():
         rows = await asyncio.to_thread(inbox.since, engine, user_id, after)
         for row in rows:
             after = row["id"]

@@ -6,13 +6,18 @@ HttpOnly cookie that ``POST /api/roster/session`` sets (SameSite=Strict, Path=/a
 expiring with the token). Not ``?access_token=``: a token in a URL lands in access logs, the
 audit log and browser history. A stream ends with a ``reauth`` event when its token
 expires, so a deactivated user or a changed role takes effect within one token lifetime.
+
+A stream also ends within ``DISCONNECT_CHECK_SECONDS`` of its client going away, and at
+once when the app shuts down (``close_streams``: ``harmony serve`` calls it when it stops,
+and so does the app's lifespan): a server waits for open responses before it exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -23,7 +28,15 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import Engine
 
 from api.deps import NotAuthenticated, Principal, SettingsDep, _principal_for
-from api.roster_stream import CLOSE, RosterBroadcaster, sse
+from api.roster_stream import (
+    CLOSE,
+    RosterBroadcaster,
+    StreamsClosed,
+    Subscriber,
+    needs_status,
+    on_stream,
+    sse,
+)
 from hub.settings import Settings
 from scheduling.live_roster_query import events_after, load_snapshot, published_roster_ids
 
@@ -32,8 +45,31 @@ MAX_HOURS = 168.0
 STATIC = Path(__file__).parent / "static"
 COOKIE = "harmony_roster"
 COOKIE_PATH = "/api/roster"
+DISCONNECT_CHECK_SECONDS = 0.5
+"""How often an idle stream looks whether its client is still there."""
 
-router = APIRouter(tags=["roster"])
+
+def streams_closing(app: FastAPI) -> bool:
+    """Whether the app is shutting down: live streams (roster, notifications) end."""
+    return bool(getattr(app.state, "streams_closing", False))
+
+
+async def close_streams(app: FastAPI) -> None:
+    """App shutdown: end every live stream and stop the roster poller. Open streams hold
+    the server up (it waits for their responses to end), so call it when shutdown begins."""
+    app.state.streams_closing = True
+    found: RosterBroadcaster | None = getattr(app.state, "roster_broadcaster", None)
+    if found is not None:
+        await found.close()
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await close_streams(app)
+
+
+router = APIRouter(tags=["roster"], lifespan=_lifespan)
 
 
 def _token(request: Request) -> str:
@@ -93,11 +129,12 @@ def broadcaster(app: FastAPI) -> RosterBroadcaster:
 
 
 def _missed(engine: Engine, after: int, upto: int) -> list[dict[str, Any]]:
-    """Published-roster events a reconnecting client has not seen, oldest first."""
+    """Published-roster events a reconnecting client has not seen, oldest first (as the
+    stream would have sent them: ``on_stream``)."""
     with engine.connect() as conn:
-        published = published_roster_ids(conn)
-        events = events_after(conn, after)
-    return [e.as_json() for e in events if e.id <= upto and e.roster_id in published]
+        events = [e for e in events_after(conn, after) if e.id <= upto]
+        published = published_roster_ids(conn) if needs_status(events) else None
+    return [e.as_json() for e in events if on_stream(e, published)]
 
 
 def _expiry(settings: Settings, token: str) -> float | None:
@@ -129,13 +166,19 @@ async def roster_stream(
     """``snapshot`` first (after ``missed`` events when resuming from ``Last-Event-ID`` or
     ``?last_event_id=``), then a ``change`` for every change: the event(s) plus the groups
     that changed, whole. Heartbeat comments keep proxies from closing an idle stream."""
-    hub = broadcaster(request.app)
+    app = request.app
     resume = _resume_from(request, last_event_id)
     expires = _expiry(settings, _token(request))
     heartbeat = settings.roster_heartbeat_seconds
 
     async def body() -> AsyncIterator[bytes]:
-        subscriber, snapshot = await hub.subscribe(hours)
+        if streams_closing(app):
+            return
+        hub = broadcaster(app)
+        try:
+            subscriber, snapshot = await hub.subscribe(hours)
+        except StreamsClosed:
+            return
         try:
             yield b"retry: 2000\n\n"
             if resume is not None:
@@ -143,21 +186,10 @@ async def roster_stream(
                 missed = await asyncio.to_thread(_missed, hub.engine, resume, upto)
                 yield sse("missed", {"after": resume, "events": missed})
             yield sse("snapshot", snapshot, snapshot["last_event_id"])
-            while True:
-                wait = heartbeat
-                if expires is not None:
-                    wait = min(wait, expires - time.time())
-                    if wait <= 0:
-                        yield sse("reauth", {"reason": "the access token expired"})
-                        return
-                try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), wait)
-                except TimeoutError:
-                    yield b": heartbeat\n\n"
-                    continue
-                if message == CLOSE:
-                    return
-                yield message
+            follow = _follow(request, subscriber, heartbeat, expires)
+            async with contextlib.aclosing(follow):
+                async for item in follow:
+                    yield item
         finally:
             hub.unsubscribe(subscriber)
 
@@ -166,6 +198,43 @@ async def roster_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+async def _follow(
+    request: Request, subscriber: Subscriber, heartbeat: float, expires: float | None
+) -> AsyncGenerator[bytes]:
+    """The messages the poller queues for one client, heartbeats when it is quiet, until
+    the client goes, the token expires (``reauth``) or the stream is closed (``CLOSE``).
+
+    A server notices a client gone only when it next writes to it; waiting on the queue
+    in short steps and asking the request in between ends the stream within
+    ``DISCONNECT_CHECK_SECONDS`` instead of at the next heartbeat."""
+    getter: asyncio.Future[bytes] = asyncio.ensure_future(subscriber.queue.get())
+    quiet_until = time.monotonic() + heartbeat
+    try:
+        while True:
+            if expires is not None and expires <= time.time():
+                yield sse("reauth", {"reason": "the access token expired"})
+                return
+            wait = min(DISCONNECT_CHECK_SECONDS, max(quiet_until - time.monotonic(), 0.0))
+            if expires is not None:
+                wait = min(wait, max(expires - time.time(), 0.0))
+            # wait on one getter across timeouts: a message is never lost to a timeout
+            done, _ = await asyncio.wait({getter}, timeout=wait)
+            if getter in done:
+                message = getter.result()
+                if message == CLOSE:
+                    return
+                yield message
+                getter = asyncio.ensure_future(subscriber.queue.get())
+                quiet_until = time.monotonic() + heartbeat
+            elif await request.is_disconnected() or streams_closing(request.app):
+                return
+            elif time.monotonic() >= quiet_until:
+                yield b": heartbeat\n\n"
+                quiet_until = time.monotonic() + heartbeat
+    finally:
+        getter.cancel()
 
 
 @router.post("/api/roster/session", status_code=204)

@@ -8,6 +8,10 @@ hundred queries. It also recomputes when a shift starts or ends (a handoff with 
 
 On PostgreSQL ids are taken before commit, so id 11 can become visible before id 10; a
 skipped id is re-read for ``GAP_SECONDS`` before it is given up as a rolled-back write.
+
+Only changes to published rosters reach the stream (see ``on_stream``): whether a roster
+was published is what its event recorded when it was written, so a draft's shifts read
+after the draft was published are still a draft's, and stay off the stream.
 """
 
 from __future__ import annotations
@@ -55,6 +59,32 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+class StreamsClosed(Exception):
+    """The app is shutting down: no new stream starts."""
+
+
+def on_stream(event: EventRow, published_now: set[int] | None) -> bool:
+    """Whether ``event`` belongs on the live roster stream: a publish, or a change to a
+    roster that was published when the change was written (``detail["published"]``).
+    Events from before that field existed fall back to the roster's status now
+    (``published_now``, the published roster ids; None when no event needed them)."""
+    if event.kind == "publish":
+        return True
+    if event.kind == "roster_create":
+        return False  # a roster is born a draft
+    recorded = event.detail.get("published")
+    if isinstance(recorded, bool):
+        return recorded
+    return published_now is not None and event.roster_id in published_now
+
+
+def needs_status(events: Sequence[EventRow]) -> bool:
+    """Whether deciding ``on_stream`` for these events needs the rosters' status now."""
+    return any(
+        e.kind not in ("publish", "roster_create") and "published" not in e.detail for e in events
+    )
+
+
 @dataclass(eq=False, slots=True)
 class Subscriber:
     """One connected client: its queue of ready-made SSE messages."""
@@ -93,6 +123,7 @@ class RosterBroadcaster:
         self._channels: dict[float, Channel] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.closed = False
 
     @property
     def clients(self) -> int:
@@ -102,6 +133,8 @@ class RosterBroadcaster:
         """A new client and the snapshot its first message carries; every later message the
         poller sends it is a diff against exactly that snapshot."""
         async with self._lock:
+            if self.closed:
+                raise StreamsClosed("the roster stream is shutting down")
             if self._task is None:
                 self.cursor = await asyncio.to_thread(self._read_cursor)
                 self._gaps.clear()
@@ -123,13 +156,16 @@ class RosterBroadcaster:
             del self._channels[subscriber.hours]
 
     async def close(self) -> None:
-        """End every stream and the poller (app shutdown)."""
-        for channel in self._channels.values():
-            for subscriber in channel.subscribers:
-                subscriber.offer(CLOSE)
-        task, self._task = self._task, None
+        """End every stream and the poller, for good (app shutdown); idempotent."""
+        self.closed = True  # a subscribe waiting for the lock is refused
+        async with self._lock:  # a subscribe or a poll under way finishes first
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+            for channel in list(self._channels.values()):
+                for subscriber in list(channel.subscribers):
+                    subscriber.offer(CLOSE)
         if task is not None:
-            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -157,7 +193,7 @@ class RosterBroadcaster:
         events, rows, published = await asyncio.to_thread(self._read, now, horizon, due)
         if rows is None:
             return
-        visible = [e for e in events if e.roster_id in published]
+        visible = [e for e in events if on_stream(e, published)]
         payload_events = [e.as_json() for e in visible]
         for channel in list(self._channels.values()):
             snap = build_snapshot(rows, now, channel.hours, last_event_id=self.cursor)
@@ -165,14 +201,14 @@ class RosterBroadcaster:
 
     def _read(
         self, now: datetime, horizon: float, due: bool
-    ) -> tuple[list[EventRow], list[ShiftRow] | None, set[int]]:
+    ) -> tuple[list[EventRow], list[ShiftRow] | None, set[int] | None]:
         with self.engine.connect() as conn:
             events = events_after(conn, self.cursor)
             late = events_by_id(conn, self._gaps) if self._gaps else []
             self._track(events, late)
             if not events and not late and not due:
-                return [], None, set()
-            published = published_roster_ids(conn) if events or late else set()
+                return [], None, None
+            published = published_roster_ids(conn) if needs_status(events + late) else None
             rows = load_shifts(conn, now, now + timedelta(hours=horizon))
         return sorted(events + late, key=lambda e: e.id), rows, published
 

@@ -36,7 +36,7 @@ from scheduling.records import (
 )
 from scheduling.roster_events import write_event
 from scheduling.rules import RosterRules, load_rules
-from scheduling.tables import physicians, shift_requests, shifts
+from scheduling.tables import physicians, rosters, shift_requests, shifts
 from scheduling.times import as_utc, span_text, utcnow
 
 UNDECIDED = ("pending", "accepted")
@@ -84,18 +84,25 @@ def _request_event(
     shift_ids = [request.shift_id]
     if request.counterparty_shift_id is not None:
         shift_ids.append(request.counterparty_shift_id)
-    roster_id = conn.execute(
-        select(shifts.c.roster_id).where(shifts.c.id == request.shift_id)
-    ).scalar()
+    roster = conn.execute(
+        select(rosters.c.id, rosters.c.status)
+        .join(shifts, shifts.c.roster_id == rosters.c.id)
+        .where(shifts.c.id == request.shift_id)
+    ).first()
     write_event(
         conn,
         kind,
         actor=actor.name,
-        roster_id=roster_id,
+        roster_id=roster.id if roster is not None else None,
         shift_ids=shift_ids,
         request_id=request.id,
         physician_ids=[request.requester_id, request.counterparty_id, *extra.pop("also", [])],
-        detail={"summary": summary, "request": request_json(request), **extra},
+        detail={
+            "summary": summary,
+            "request": request_json(request),
+            "published": roster is not None and roster.status == "published",
+            **extra,
+        },
     )
 
 
@@ -195,6 +202,7 @@ def drop_shift(
                 f"{span_text(row.start, row.end, row.type_timezone)}; it is open",
                 "shifts": [after],
                 "eligible_physician_ids": pool,
+                "published": True,  # _published_shift saw to it
             },
         )
     return Outcome(after, outbound)
@@ -388,7 +396,7 @@ def decide_request(
         )
         outbound = []
         if roster_of(conn, rows[0].roster_id).status == "published":
-            outbound = announce(session, context, [("S14", sid) for sid in changed], "swap")
+            outbound = announce(session, context, [("S14", sid) for sid in changed], request.kind)
         after = [shift_json(shift_with_type(conn, sid)) for sid in changed]
         _request_event(
             conn,

@@ -6,14 +6,24 @@ they announce has happened, and nothing happens unannounced.
 Kinds and what ``detail`` carries (always ``summary``, a sentence for people):
 
 - ``create`` / ``edit`` / ``move`` / ``delete``: ``shifts`` (after; for delete, before),
-  ``before`` (edit, move: the shifts as they were), ``bulk`` (true inside a bulk request).
+  ``before`` (edit, move: the shifts as they were), ``bulk`` (true inside a bulk request),
+  ``published``.
 - ``roster_create`` and ``publish``: ``roster`` (id, name, period), publish also
-  ``shift_count`` and ``outbound_message_ids``.
-- ``drop``: ``shifts``, ``eligible_physician_ids`` (the pool the open shift is offered to).
+  ``shift_count`` and ``outbound_message_ids``. A roster is created a draft, and a publish
+  is the roster becoming published: the kind says which, so they carry no ``published``.
+- ``drop``: ``shifts``, ``eligible_physician_ids`` (the pool the open shift is offered to),
+  ``published``.
 - ``pickup`` / ``swap`` (a request made), ``accept`` / ``decline`` (the counterparty),
   ``approve`` / ``reject`` (an admin), ``withdraw`` (the requester): ``request`` (id, kind,
-  status, shift ids, requester, counterparty), ``note``; approve also ``shifts`` (after).
+  status, shift ids, requester, counterparty), ``note``, ``published``; approve also
+  ``shifts`` (after).
 - ``rules``: ``rules`` (the rule set now in force).
+
+``published`` is whether the event's roster was published when the event was written (in
+its transaction). Readers that come later (the notification dispatcher, the live roster
+stream) decide on it, not on the roster's status when they read: a draft's shifts created
+before a publish stay a draft's, however late they are read. Events written before the
+field existed lack it; readers then fall back to the roster's status at read time.
 
 ``physician_ids`` lists every physician the change concerns (owner before and after,
 requester, counterparty); ``actor`` is the user name (or ``service``) who made it.

@@ -307,6 +307,7 @@ def _log(
         "summary": f"{actor.name} {verb[change.kind]} shift {change.shift_id}",
         "shifts": [change.before if change.kind == "delete" else after],
         "bulk": bulk,
+        "published": change.published,
     }
     if change.before is not None and change.kind != "delete":
         detail["before"] = [change.before]

@@ -192,7 +192,7 @@ def route(conn: Connection, event: RosterEvent, eligible: Eligibility) -> list[M
             "Roster published",
             f"{_roster_name(conn, event.roster_id)} is published.",
         )
-    elif kind in ("create", "edit", "move", "delete") and _published(conn, event.roster_id):
+    elif kind in ("create", "edit", "move", "delete") and _was_published(conn, event):
         tell(
             _physician_users(conn, event.physician_ids),
             "shift_changed",
@@ -289,10 +289,17 @@ def _names(conn: Connection, groups: Iterable[Iterable[int | None]]) -> dict[int
     return {int(r.id): str(r.name) for r in rows}
 
 
-def _published(conn: Connection, roster_id: int | None) -> bool:
-    if roster_id is None:
+def _was_published(conn: Connection, event: RosterEvent) -> bool:
+    """Whether the event's roster was published when the event was written: the event
+    records it (``detail["published"]``), since the roster may have been published between
+    the write and this read (a draft's shifts are nobody's news). Events from before the
+    field existed: the roster's status now."""
+    recorded = event.detail.get("published")
+    if isinstance(recorded, bool):
+        return recorded
+    if event.roster_id is None:
         return False
-    status = conn.execute(select(rosters.c.status).where(rosters.c.id == roster_id)).scalar()
+    status = conn.execute(select(rosters.c.status).where(rosters.c.id == event.roster_id)).scalar()
     return status == "published"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +18,14 @@ from sqlalchemy import Engine, update
 
 from adapters.sandbox_server import serving
 from api.app import create_app
+from api.roster import broadcaster, streams_closing
+from hub.db import make_engine
 from hub.settings import Settings
 from hub.tokens import ACCESS_SECONDS, TokenService
 from hub.users import create_user
+from scheduling import roster_events
 from scheduling.tables import rosters
+from tests.integration.harness import running
 from tests.scheduling.live_roster_rows import (
     SseReader,
     add_physician,
@@ -274,3 +281,116 @@ def test_a_stream_ends_when_its_token_expires(engine: Engine, live: tuple[str, S
             assert reader.next(timeout=4.0, kind="reauth").data["reason"]
         finally:
             response.close()
+
+
+def test_a_draft_read_after_its_publish_shows_only_the_publish(
+    engine: Engine, http: httpx.Client
+) -> None:
+    """The poller reads a draft's making and its publish together (it polls after the
+    publish committed): the draft's events say they were a draft's, and stay off."""
+    r = seed(engine, now().replace(microsecond=0) + timedelta(hours=3))
+    with engine.begin() as conn:
+        before = write_event(conn, "publish", r.published, [], [])
+    reader, response = open_stream(http)
+    try:
+        reader.next(kind="snapshot")
+        with engine.begin() as conn:
+            roster_events.write_event(conn, "roster_create", actor="admin", roster_id=r.draft)
+            for kind in ("create", "edit", "move", "delete"):
+                roster_events.write_event(
+                    conn,
+                    kind,
+                    actor="admin",
+                    roster_id=r.draft,
+                    physician_ids=[r.cy],
+                    detail={"published": False},
+                )
+            conn.execute(update(rosters).where(rosters.c.id == r.draft).values(status="published"))
+            published = roster_events.write_event(conn, "publish", actor="admin", roster_id=r.draft)
+            later = roster_events.write_event(
+                conn, "edit", actor="admin", roster_id=r.draft, detail={"published": True}
+            )
+        change = reader.next(timeout=2.0, kind="change")
+        assert [e["id"] for e in change.data["events"]] == [published, later]
+    finally:
+        response.close()
+    # resuming from before them all: the same two are what was missed
+    reader, response = open_stream(http, headers={"Last-Event-ID": str(before)})
+    try:
+        assert [e["id"] for e in reader.next(kind="missed").data["events"]] == [published, later]
+    finally:
+        response.close()
+
+
+def test_a_stream_notices_its_client_gone_before_the_next_heartbeat(engine: Engine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(database_url=url, roster_heartbeat_seconds=60, roster_poll_seconds=0.1)
+    app = create_app(settings, engine=engine)
+    headers = {"Authorization": f"Bearer {settings.dev_token}"}
+    with (
+        serving(app) as base_url,
+        httpx.Client(base_url=base_url, headers=headers, timeout=10) as client,
+    ):
+        request = client.build_request("GET", "/api/roster/stream")
+        response = client.send(request, stream=True)
+        # read on this thread: closing a response another thread is reading leaves the
+        # socket open (httpx), and then the client has not gone anywhere; and keep the
+        # line iterator: dropping it half-read closes the connection
+        lines = response.iter_lines()
+        assert "event: snapshot" in itertools.takewhile(
+            lambda line: not line.startswith("data:"), lines
+        )
+        hub = app.state.roster_broadcaster
+        time.sleep(0.7)  # past a disconnect check: a live client is not taken for gone
+        assert hub.clients == 1
+        response.close()
+        del lines
+        deadline = time.monotonic() + 2.0
+        while (hub.clients or hub._task is not None) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.clients == 0, "the stream outlived its client"
+        assert hub._task is None, "the poller kept reading with nobody listening"
+
+
+def test_app_shutdown_ends_the_streams_and_the_poller(engine: Engine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url), engine=engine)
+    with TestClient(app):
+        hub = broadcaster(app)
+        assert not streams_closing(app)
+    assert hub.closed and streams_closing(app)
+
+
+def test_harmony_serve_stops_promptly_with_streams_open(database_url: str) -> None:
+    """uvicorn waits for open responses before it exits; the streams end when it stops."""
+    with running(database_url) as hub:
+        engine = make_engine(database_url)
+        try:
+            create_user(engine, "cc", roles={"call_center"}, password="pw")
+        finally:
+            engine.dispose()
+        base_url = f"http://127.0.0.1:{hub.api_port}"
+        with httpx.Client(base_url=base_url, timeout=10) as client:
+            pair = client.post("/api/auth/token", json={"username": "cc", "password": "pw"})
+            client.headers["Authorization"] = f"Bearer {pair.json()['access_token']}"
+            roster, _ = open_stream(client)
+            roster.next(kind="snapshot")
+            request = client.build_request("GET", "/api/notifications/stream")
+            notes = client.send(request, stream=True)
+            assert notes.status_code == 200
+            ended = threading.Event()
+
+            def drain() -> None:
+                for _ in notes.iter_lines():
+                    pass
+                ended.set()
+
+            threading.Thread(target=drain, daemon=True).start()
+            assert hub.proc is not None
+            began = time.monotonic()
+            hub.proc.send_signal(signal.SIGTERM)
+            hub.proc.wait(15)
+            took = time.monotonic() - began
+        assert hub.proc.returncode == 0
+        assert took < 4.0, f"harmony serve took {took:.1f} s to stop with streams open"
+        assert ended.wait(1.0), "the notification stream did not end cleanly"

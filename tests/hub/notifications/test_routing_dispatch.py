@@ -11,9 +11,11 @@ from hub.notifications.dispatcher import CURSOR, Dispatcher, dispatch_status
 from hub.notifications.outbox import Channels
 from hub.notifications.routing import resolve_eligibility
 from hub.notifications.tables import cursors, deliveries, device_tokens, notifications
-from hub.users import users
+from hub.users import create_user, users
+from scheduling.publish import publish_roster
 from scheduling.tables import rosters
 from tests.hub.notifications.world import World
+from tests.scheduling.roster_seed import ADMIN, add_shift, context_for, seed
 
 
 @pytest.fixture
@@ -123,6 +125,41 @@ def test_edits_of_a_published_roster_are_told_and_draft_edits_are_quiet(world: W
     Dispatcher(world.engine, Channels()).run_once()
     assert world.told(quiet) == set()
     assert world.told(published) == {(ann.user_id, "roster_published")}
+
+
+def test_a_change_is_told_by_what_its_roster_was_when_it_was_written(world: World) -> None:
+    ann = world.doctor("Ann Ames")
+    shift = world.shift(ann)
+    # the roster is published now, but these were written while it was a draft
+    draft_kinds = ("create", "edit", "move", "delete")
+    drafts = [world.event(k, [shift], [ann], detail={"published": False}) for k in draft_kinds]
+    Dispatcher(world.engine, Channels()).run_once()
+    assert all(world.told(e) == set() for e in drafts)
+    # and the other way round: written while published, read after a (test-only) unpublish
+    with world.engine.begin() as conn:
+        conn.execute(update(rosters).values(status="draft"))
+    live = world.event("edit", [shift], [ann], detail={"published": True})
+    Dispatcher(world.engine, Channels()).run_once()
+    assert world.told(live) == {(ann.user_id, "shift_changed")}
+
+
+def test_a_draft_built_then_published_is_news_once_not_per_shift(engine: Engine) -> None:
+    """Dispatched only after the publish (as a dispatcher that falls behind reads them), the
+    draft's ``create`` events still tell nobody: the roster_published event does."""
+    context = context_for(engine)
+    clinic = seed(engine)
+    doctors = {
+        p: create_user(engine, f"dr{p}", roles={"physician"}, physician_id=p)
+        for p in (clinic.lee, clinic.kim)
+    }
+    add_shift(engine, context, clinic, clinic.clinic, "2027-03-08", clinic.lee)
+    add_shift(engine, context, clinic, clinic.clinic, "2027-03-09", clinic.kim)
+    add_shift(engine, context, clinic, clinic.clinic, "2027-03-10", None)
+    publish_roster(engine, context, ADMIN, clinic.roster, 1)
+    Dispatcher(engine, Channels()).run_once()
+    with engine.connect() as conn:
+        told = {(r.user_id, r.kind) for r in conn.execute(select(notifications))}
+    assert told == {(u.id, "roster_published") for u in doctors.values()}
 
 
 def test_deliveries_follow_the_users_email_and_devices(world: World) -> None:
