@@ -33,11 +33,10 @@ from api.roster_stream import (
     RosterBroadcaster,
     StreamsClosed,
     Subscriber,
-    needs_status,
-    on_stream,
     sse,
 )
 from hub.settings import Settings
+from scheduling.live_roster import needs_status, on_stream
 from scheduling.live_roster_query import events_after, load_snapshot, published_roster_ids
 
 READ_ROLES = frozenset({"admin", "staff", "physician", "call_center"})

@@ -9,9 +9,9 @@ hundred queries. It also recomputes when a shift starts or ends (a handoff with 
 On PostgreSQL ids are taken before commit, so id 11 can become visible before id 10; a
 skipped id is re-read for ``GAP_SECONDS`` before it is given up as a rolled-back write.
 
-Only changes to published rosters reach the stream (see ``on_stream``): whether a roster
-was published is what its event recorded when it was written, so a draft's shifts read
-after the draft was published are still a draft's, and stay off the stream.
+Only changes to published rosters reach the stream (``scheduling.live_roster.on_stream``):
+whether a roster was published is what its event recorded when it was written, so a
+draft's shifts read after the draft was published are still a draft's, and stay off.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from scheduling.live_roster import (
     Snapshot,
     build_snapshot,
     diff_groups,
+    needs_status,
+    on_stream,
 )
 from scheduling.live_roster_query import (
     RECENT_EVENTS,
@@ -61,28 +63,6 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 class StreamsClosed(Exception):
     """The app is shutting down: no new stream starts."""
-
-
-def on_stream(event: EventRow, published_now: set[int] | None) -> bool:
-    """Whether ``event`` belongs on the live roster stream: a publish, or a change to a
-    roster that was published when the change was written (``detail["published"]``).
-    Events from before that field existed fall back to the roster's status now
-    (``published_now``, the published roster ids; None when no event needed them)."""
-    if event.kind == "publish":
-        return True
-    if event.kind == "roster_create":
-        return False  # a roster is born a draft
-    recorded = event.detail.get("published")
-    if isinstance(recorded, bool):
-        return recorded
-    return published_now is not None and event.roster_id in published_now
-
-
-def needs_status(events: Sequence[EventRow]) -> bool:
-    """Whether deciding ``on_stream`` for these events needs the rosters' status now."""
-    return any(
-        e.kind not in ("publish", "roster_create") and "published" not in e.detail for e in events
-    )
 
 
 @dataclass(eq=False, slots=True)

@@ -99,6 +99,28 @@ class EventRow:
         }
 
 
+def on_stream(event: EventRow, published_now: set[int] | None) -> bool:
+    """Whether ``event`` belongs on the live roster stream: a publish, or a change to a
+    roster that was published when the change was written (``detail["published"]``).
+    Events from before that field existed fall back to the roster's status now
+    (``published_now``, the published roster ids; None when no event needed them)."""
+    if event.kind == "publish":
+        return True
+    if event.kind == "roster_create":
+        return False  # a roster is born a draft
+    recorded = event.detail.get("published")
+    if isinstance(recorded, bool):
+        return recorded
+    return published_now is not None and event.roster_id in published_now
+
+
+def needs_status(events: Sequence[EventRow]) -> bool:
+    """Whether deciding ``on_stream`` for these events needs the rosters' status now."""
+    return any(
+        e.kind not in ("publish", "roster_create") and "published" not in e.detail for e in events
+    )
+
+
 def summarize(event: EventRow) -> str:
     """One line a call-center agent can read: what happened, to whom, by whom."""
     who = event.physician_names or tuple(f"physician {p}" for p in event.physician_ids)
