@@ -24,7 +24,9 @@ class BackgroundServer:
     def __init__(self, app: Any, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level="warning", lifespan="auto"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="sandbox")
 
