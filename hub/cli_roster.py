@@ -11,14 +11,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from scheduling.rostering.csv_out import write_roster_csv
 from scheduling.rostering.curtois import CurtoisFormatError, read_curtois
 from scheduling.rostering.evaluator import evaluate
-from scheduling.rostering.model import Progress, RosterModel, SolveResult, SolverSettings
+
+if TYPE_CHECKING:  # OR-Tools (and pandas under it) load only when a roster is solved
+    from scheduling.rostering.model import Progress, RosterModel, SolveResult, SolverSettings
 
 app = typer.Typer(help="Roster generation (CP-SAT) and its benchmark.", no_args_is_help=True)
 
@@ -92,6 +94,8 @@ def solve(
 ) -> None:
     """Solve a benchmark instance; print objective, bound and times, then the evaluator's
     verdict. Exits 1 if no roster was found or the evaluator rejects it."""
+    from scheduling.rostering.model import RosterModel, SolverSettings
+
     try:
         problem = read_curtois(curtois)
     except CurtoisFormatError as exc:
