@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 from hl7apy.core import Message as HL7apyMessage
 
@@ -125,6 +126,31 @@ def _filler_status(status: str, mapping: MappingSet) -> str:
     return _TABLE_0278.get(status, status)
 
 
+def siu_message(
+    trigger: str,
+    zone: ZoneInfo,
+    receiving_application: str,
+    receiving_facility: str,
+    *,
+    now: datetime | None = None,
+    control_id: str | None = None,
+) -> HL7apyMessage:
+    """An SIU v2.5 with its MSH filled in (Harmony sending, UTF-8, production)."""
+    msg = HL7apyMessage("SIU_S12", version=_STRUCTURE_VERSION)
+    msh = msg.msh
+    msh.msh_3 = HARMONY
+    msh.msh_4 = HARMONY
+    msh.msh_5 = escape(receiving_application)
+    msh.msh_6 = escape(receiving_facility)
+    msh.msh_7 = to_hl7_ts(now or datetime.now(UTC), zone)
+    msh.msh_9 = f"SIU^{trigger}^SIU_S12"
+    msh.msh_10 = control_id or uuid.uuid4().hex[:20]
+    msh.msh_11 = "P"
+    msh.msh_12 = _STRUCTURE_VERSION
+    msh.msh_18 = "UNICODE UTF-8"
+    return msg
+
+
 def build_siu(
     appointment: Mapping[str, Any],
     *,
@@ -140,18 +166,9 @@ def build_siu(
     """An SIU message (CR-separated, UTF-8) telling GMED about a canonical Appointment."""
     zone = mapping.zone(default_timezone)
     trigger = choose_trigger(appointment, previous, previous_status)
-    msg = HL7apyMessage("SIU_S12", version=_STRUCTURE_VERSION)
-    msh = msg.msh
-    msh.msh_3 = HARMONY
-    msh.msh_4 = HARMONY
-    msh.msh_5 = escape(receiving_application)
-    msh.msh_6 = escape(receiving_facility)
-    msh.msh_7 = to_hl7_ts(now or datetime.now(UTC), zone)
-    msh.msh_9 = f"SIU^{trigger}^SIU_S12"
-    msh.msh_10 = control_id or uuid.uuid4().hex[:20]
-    msh.msh_11 = "P"
-    msh.msh_12 = _STRUCTURE_VERSION
-    msh.msh_18 = "UNICODE UTF-8"
+    msg = siu_message(
+        trigger, zone, receiving_application, receiving_facility, now=now, control_id=control_id
+    )
 
     identifiers = list(appointment.get("identifier", []))
     status = str(appointment.get("status", "booked"))

@@ -22,21 +22,17 @@ so a night across a DST change reads right either way.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from hl7apy.core import Message as HL7apyMessage
-
-from adapters.gmed.outbound import HARMONY, escape
+from adapters.gmed.outbound import escape, siu_message
 from adapters.gmed.times import to_hl7_ts
 
 __all__ = ["PLACER_NAMESPACE", "TRIGGERS", "RosterShift", "build_roster_siu"]
 
 PLACER_NAMESPACE = "HARMONY-ROSTER"
 TRIGGERS = frozenset({"S12", "S13", "S14", "S15"})
-_STRUCTURE_VERSION = "2.5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,18 +72,9 @@ def build_roster_siu(
     zone = ZoneInfo(shift.timezone)
     cancelled = trigger == "S15"
     status = "Cancelled" if cancelled else ("Booked" if shift.physician_id else "Pending")
-    msg = HL7apyMessage("SIU_S12", version=_STRUCTURE_VERSION)
-    msh = msg.msh
-    msh.msh_3 = HARMONY
-    msh.msh_4 = HARMONY
-    msh.msh_5 = escape(receiving_application)
-    msh.msh_6 = escape(receiving_facility)
-    msh.msh_7 = to_hl7_ts(now or datetime.now(UTC), zone)
-    msh.msh_9 = f"SIU^{trigger}^SIU_S12"
-    msh.msh_10 = control_id or uuid.uuid4().hex[:20]
-    msh.msh_11 = "P"
-    msh.msh_12 = _STRUCTURE_VERSION
-    msh.msh_18 = "UNICODE UTF-8"
+    msg = siu_message(
+        trigger, zone, receiving_application, receiving_facility, now=now, control_id=control_id
+    )
 
     local_start, local_end = to_hl7_ts(shift.start, zone), to_hl7_ts(shift.end, zone)
     minutes = round((shift.end - shift.start).total_seconds() / 60)
