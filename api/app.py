@@ -15,6 +15,7 @@ from api import (
     availability,
     fhir,
     fhir_book,
+    fhir_find,
     integrations,
     mappings,
     messages,
@@ -26,6 +27,7 @@ from api import (
     shift_requests,
     shift_types,
     shifts,
+    slots,
     webhooks,
 )
 from api.audit_middleware import install_audit
@@ -56,6 +58,7 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
 
     fhir.register_error_handlers(app)
     app.include_router(fhir_book.router)
+    app.include_router(fhir_find.router)
     app.include_router(fhir.router)
     app.include_router(messages.router)
     app.include_router(mappings.router)
@@ -64,6 +67,7 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     app.include_router(webhooks.router)
     app.include_router(appointments.router)
     app.include_router(availability.router)
+    app.include_router(slots.router)
     app.include_router(auth.router)
     app.include_router(notifications.router)
     app.include_router(audit.router)

@@ -10,6 +10,7 @@ from bench import (
     bench_memory,
     bench_mllp,
     bench_normalize,
+    bench_ranking,
     bench_roster,
     bench_rostering,
     bench_sync,
@@ -23,6 +24,7 @@ SUITES = {
     "booking": bench_booking,
     "roster": bench_roster,
     "rostering": bench_rostering,
+    "ranking": bench_ranking,
 }
 
 

@@ -102,6 +102,35 @@ POLICY: dict[tuple[str, str], list[Case]] = {
         Case("/fhir/Appointment/$book", BOOK, json=book_body("{own_patient}")),
         Case("/fhir/Appointment/$book", BOOK_FOR_OTHERS, json=book_body("{other_patient}")),
     ],
+    ("POST", "/api/slots/rank"): [
+        Case("/api/slots/rank", BOOK, json={"k": 3}, note="patient: themselves"),
+        Case("/api/slots/rank", BOOK, json={"patient_id": "{own_patient}"}),
+        Case("/api/slots/rank", BOOK_FOR_OTHERS, json={"patient_id": "{other_patient}"}),
+    ],
+    ("POST", "/fhir/Appointment/$find"): [
+        Case(
+            "/fhir/Appointment/$find",
+            BOOK,
+            json={"resourceType": "Parameters", "parameter": []},
+            note="patient: themselves",
+        ),
+        Case(
+            "/fhir/Appointment/$find",
+            BOOK,
+            json={
+                "resourceType": "Parameters",
+                "parameter": [{"name": "patient", "valueString": "{own_patient}"}],
+            },
+        ),
+        Case(
+            "/fhir/Appointment/$find",
+            BOOK_FOR_OTHERS,
+            json={
+                "resourceType": "Parameters",
+                "parameter": [{"name": "patient", "valueString": "{other_patient}"}],
+            },
+        ),
+    ],
     ("POST", "/api/appointments"): [
         Case("/api/appointments", BOOK, json={"slot_id": "no-such-slot"}),
         Case(
