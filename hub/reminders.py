@@ -25,10 +25,10 @@ from sqlalchemy import Connection, Engine, select, update
 from canonical.tables import resources
 from hub.db import write_turn
 from hub.message_store import as_utc, utcnow
-from hub.notifications.dispatcher import CURSOR
+from hub.notifications.dispatcher import lock_cursor
 from hub.notifications.outbox import Channels, insert_ignoring_duplicates, store
 from hub.notifications.routing import Message
-from hub.notifications.tables import cursors, deliveries
+from hub.notifications.tables import deliveries
 from hub.settings import Settings
 from hub.tables import appointment_reminders
 from hub.users import users
@@ -111,7 +111,7 @@ def _queue_one(
 ) -> int:
     appointment_id = str(appointment["id"])
     with write_turn(engine), engine.begin() as conn:
-        _after_dispatcher(conn)
+        lock_cursor(conn)  # notification ids stay in order for the inbox stream
         reminder_id = conn.execute(
             insert_ignoring_duplicates(
                 conn, appointment_reminders, ("appointment_id", "kind")
@@ -151,19 +151,6 @@ def _queue_one(
             .values(notification_ids=created, state="queued" if messages else "no-recipient")
         )
     return len(created)
-
-
-def _after_dispatcher(conn: Connection) -> None:
-    """Take the dispatcher's cursor lock: notification ids then become visible in order,
-    which the inbox stream relies on ("everything after id N")."""
-    conn.execute(
-        insert_ignoring_duplicates(conn, cursors, ("name",)),
-        {"name": CURSOR, "last_event_id": 0, "updated_at": utcnow()},
-    )
-    query = select(cursors.c.last_event_id).where(cursors.c.name == CURSOR)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    conn.execute(query)
 
 
 def _done_kinds(conn: Connection, appointment_ids: list[str]) -> dict[str, set[str]]:

@@ -74,7 +74,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """One pass; the number of events it consumed (0: nothing new, or waiting on a gap)."""
         with write_turn(self.engine), self.engine.begin() as conn:
-            last = _lock_cursor(conn)
+            last = lock_cursor(conn)
             rows = conn.execute(
                 select(roster_events)
                 .where(roster_events.c.id > last)
@@ -140,8 +140,12 @@ class Dispatcher:
                 stop.wait(interval)
 
 
-def _lock_cursor(conn: Connection) -> int:
-    """The stored high-water mark, locked for this transaction (created at 0 the first time)."""
+def lock_cursor(conn: Connection) -> int:
+    """The stored high-water mark, locked for this transaction (created at 0 the first time).
+
+    Whoever else writes notifications takes it too, so notification ids become visible in
+    order, which the inbox stream relies on ("everything after id N").
+    """
     conn.execute(
         insert_ignoring_duplicates(conn, cursors, ("name",)),
         {"name": CURSOR, "last_event_id": 0, "updated_at": utcnow()},
