@@ -224,13 +224,9 @@ class AppointmentService:
             raise BookingError(
                 502, f"{config.name} could not cancel Appointment/{appointment_id}: {exc}"
             ) from None
-        inbound_id, status = self.booking.store_answer(outbound_id, config.name, page)
-        if status != "processed":
-            raise BookingError(
-                502,
-                f"{config.name} cancelled appointment {source_id}, but its answer "
-                f"(message {inbound_id}) could not be stored: {status}",
-            )
+        inbound_id = self.booking.store_answer(
+            outbound_id, config.name, page, f"cancelled appointment {source_id}"
+        )
         current = self._appointment(appointment_id)
         if current.get("status") != "cancelled":
             raise BookingError(

@@ -272,13 +272,12 @@ class BookingService:
         except SourceError as exc:
             self.fail_request(outbound_id, str(exc))
             raise BookingError(502, f"{integration} could not book: {exc}") from None
-        inbound_id, status = self.store_answer(outbound_id, integration, result.page)
-        if status != "processed":
-            raise BookingError(
-                502,
-                f"{integration} booked appointment {result.appointment_source_id}, but its "
-                f"answer (message {inbound_id}) could not be stored: {status}",
-            )
+        inbound_id = self.store_answer(
+            outbound_id,
+            integration,
+            result.page,
+            f"booked appointment {result.appointment_source_id}",
+        )
         appointment_id = self.appointment_of(inbound_id)
         if appointment_id is None:
             raise BookingError(
@@ -316,14 +315,23 @@ class BookingService:
             message_store.claim(conn, stored.id)
         return stored.id
 
-    def store_answer(
-        self, outbound_id: int, integration: str, page: FetchedPage
-    ) -> tuple[int, str]:
-        """Finish the request with its answer stored as an inbound page, normalized now."""
+    def store_answer(self, outbound_id: int, integration: str, page: FetchedPage, done: str) -> int:
+        """Finish the request with its answer stored as an inbound page, normalized now.
+
+        ``done`` says what the source did ("booked appointment 42"), for the 502 when its
+        answer cannot be stored: the source acted, so the operator must know.
+        """
         with self.engine.begin() as conn:  # the request is done once its answer is stored
             message_store.finish(conn, outbound_id, "sent")
             inbound_id = message_store.store_in(conn, page_message(integration, page)).id
-        return inbound_id, self.process_inbound(inbound_id)
+        status = self.process_inbound(inbound_id)
+        if status != "processed":
+            raise BookingError(
+                502,
+                f"{integration} {done}, but its answer (message {inbound_id}) could not be "
+                f"stored: {status}",
+            )
+        return inbound_id
 
     def fail_request(self, message_id: int, error: str) -> None:
         with self.engine.begin() as conn:
