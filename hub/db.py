@@ -27,6 +27,7 @@ def all_metadata() -> list[MetaData]:
     from hub.notifications.tables import metadata as notifications_metadata
     from hub.tables import metadata as hub_metadata
     from hub.users import metadata as users_metadata
+    from hub.waitlist_tables import waitlist_entries  # noqa: F401  (on the users' metadata)
     from mappings.tables import metadata as mappings_metadata
     from scheduling.tables import metadata as scheduling_metadata
 

@@ -24,6 +24,8 @@ from hub.reminders import queue_reminders
 from hub.settings import Settings
 from hub.sources import ClientPool
 from hub.sync import SyncRunner, SyncScheduler
+from hub.waitlist import expire_offers
+from hub.waitlist_watch import watch_freed_slots
 from hub.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,8 @@ class HubRuntime:
         self._spawn("harmony-scheduler", lambda: self._schedule(interval))
 
     def appointment_pass(self, now: datetime | None = None) -> None:
-        """Reminders entering their window, and cancellations a reschedule left to retry."""
+        """Reminders entering their window, cancellations a reschedule left to retry, freed
+        slots offered to the waitlist and offers that ran out passed on."""
         for name, work in (
             (
                 "reminders",
@@ -108,6 +111,8 @@ class HubRuntime:
                 ),
             ),
             ("cancel retries", lambda: self.appointments.retry_cancellations(now)),
+            ("waitlist offers", lambda: watch_freed_slots(self.engine, self.settings, now)),
+            ("waitlist expiry", lambda: expire_offers(self.engine, self.settings, now)),
         ):
             try:
                 work()

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     )
     roster_swap_lead_days: int = BUILTIN_RULES.swap_lead_days
     """No swap or drop of a shift that starts within this many days."""
+    waitlist_min_lead_minutes: float = Field(default=120.0, ge=0)
+    """A freed slot is offered to the waitlist only if it starts at least this far ahead."""
+    waitlist_offer_minutes: float = Field(default=30.0, gt=0)
+    """How long a waitlist offer stands before it goes to the next patient."""
     appointment_buffer_minutes: int | None = Field(default=None, ge=0)
     """Minimum gap between a patient's visits, and between a practitioner's visits on slots
     booked in Harmony (GMED, uploads). 0 refuses overlapping visits only; unset: no rule."""
