@@ -398,18 +398,6 @@ def _requests(
     return tuple(out)
 
 
-def problem_for(
-    conn: Connection,
-    roster_id: int,
-    coverage: Sequence[Coverage],
-    rules: RosterRules,
-    options: GenerationOptions | None = None,
-    wishes: Sequence[Wish] = (),
-) -> Problem:
-    """The generic problem of a draft roster's period (see :func:`build_instance`)."""
-    return build_instance(conn, roster_id, coverage, rules, options, wishes).problem
-
-
 def model_for(instance: Instance) -> RosterModel:
     """The problem's model plus the conflict checker's verdicts as hard constraints."""
     roster = RosterModel(instance.problem)
