@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exception_handlers import (
     http_exception_handler,
@@ -88,6 +90,14 @@ def register_error_handlers(app: FastAPI) -> None:
         if not is_fhir(request):
             return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
         return operation_outcome_response(500, "exception", "internal server error; see logs")
+
+
+async def json_body(request: Request) -> Any:
+    """The request body as JSON; an OperationOutcome (400) when it is not."""
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise FhirError(400, "invalid", f"body is not valid JSON: {exc}") from None
 
 
 def _base(request: Request) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from api.access import own_booking
 from api.deps import BookingPrincipal, RuntimeDep
-from api.fhir import PREFIX, FhirError
+from api.fhir import PREFIX, FhirError, json_body
 from api.fhir_documents import FhirResponse
 from hub.booking import BookingError, BookingOrder
 
@@ -67,10 +66,7 @@ def booking_order(appointment: dict[str, Any], requested_by: str) -> BookingOrde
 
 @router.post("/Appointment/$book")
 async def book(request: Request, runtime: RuntimeDep, who: BookingPrincipal) -> Response:
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise FhirError(400, "invalid", f"body is not valid JSON: {exc}") from None
+    body = await json_body(request)
     order = own_booking(who, booking_order(proposed_appointment(body), who.subject))
     try:
         appointment = await asyncio.to_thread(runtime.booking.book, order)

@@ -15,12 +15,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 
 from api.deps import BookingPrincipal, SessionDep
-from api.fhir import PREFIX, FhirError
+from api.fhir import PREFIX, FhirError, json_body
 from api.fhir_documents import FhirResponse
 from api.slots import PreferencesIn, for_patient, ranked_for
 from scheduling.ranking import RankedSlot
@@ -109,10 +108,7 @@ def proposed(pick: RankedSlot, patient_id: str | None, visit_type: str | None) -
 
 @router.post("/Appointment/$find")
 async def find(request: Request, session: SessionDep, who: BookingPrincipal) -> Response:
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise FhirError(400, "invalid", f"body is not valid JSON: {exc}") from None
+    body = await json_body(request)
     params = find_parameters(body)
     patients = [str(p).removeprefix("Patient/") for p in params.get("patient", [])]
     patient_id = for_patient(who, patients[0] if patients else None)
