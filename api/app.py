@@ -22,12 +22,14 @@ from api import (
     notifications,
     physicians,
     roster,
+    roster_jobs,
     rosters,
     scheduling_http,
     shift_requests,
     shift_types,
     shifts,
     slots,
+    waitlist,
     webhooks,
 )
 from api.audit_middleware import install_audit
@@ -68,6 +70,7 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
     app.include_router(appointments.router)
     app.include_router(availability.router)
     app.include_router(slots.router)
+    app.include_router(waitlist.router)
     app.include_router(auth.router)
     app.include_router(notifications.router)
     app.include_router(audit.router)
@@ -77,6 +80,7 @@ def create_app(settings: Settings, engine: Engine | None = None, runtime: Any = 
         physicians.router,
         shift_types.router,
         rosters.router,
+        roster_jobs.router,
         shifts.router,
         shift_requests.router,
     ):
