@@ -6,6 +6,7 @@ import sys
 import time
 
 from bench import (
+    bench_attendance,
     bench_booking,
     bench_memory,
     bench_mllp,
@@ -25,6 +26,7 @@ SUITES = {
     "roster": bench_roster,
     "rostering": bench_rostering,
     "ranking": bench_ranking,
+    "attendance": bench_attendance,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from hub.reminders import queue_reminders
 from hub.settings import Settings
 from hub.sources import ClientPool
 from hub.sync import SyncRunner, SyncScheduler
-from hub.waitlist import expire_offers
+from hub.waitlist import expire_offers, recover_accepted
 from hub.waitlist_watch import watch_freed_slots
 from hub.worker import Worker
 
@@ -98,26 +98,50 @@ class HubRuntime:
             self._spawn(f"harmony-worker-{n}", consumer.run)
 
     def start_scheduler(self, interval: float = 1.0) -> None:
+        """Retries and the appointment pass on one thread; the waitlist pass on its own, so
+        a slow reminder or retry pass never holds back an offer."""
         self._spawn("harmony-scheduler", lambda: self._schedule(interval))
+        self._spawn("harmony-waitlist", self._schedule_waitlist)
 
     def appointment_pass(self, now: datetime | None = None) -> None:
-        """Reminders entering their window, cancellations a reschedule left to retry, freed
-        slots offered to the waitlist and offers that ran out passed on."""
-        for name, work in (
+        """Reminders entering their window and cancellations a reschedule left to retry."""
+        self._run_each(
+            "appointment",
             (
-                "reminders",
-                lambda: queue_reminders(
-                    self.engine, self.settings, channels_for(self.settings), now
+                (
+                    "reminders",
+                    lambda: queue_reminders(
+                        self.engine, self.settings, channels_for(self.settings), now
+                    ),
                 ),
+                ("cancel retries", lambda: self.appointments.retry_cancellations(now)),
             ),
-            ("cancel retries", lambda: self.appointments.retry_cancellations(now)),
-            ("waitlist offers", lambda: watch_freed_slots(self.engine, self.settings, now)),
-            ("waitlist expiry", lambda: expire_offers(self.engine, self.settings, now)),
-        ):
+        )
+
+    def waitlist_pass(self, now: datetime | None = None) -> None:
+        """Freed slots offered to the waitlist, offers that ran out passed on, and accepted
+        offers a crash left without their booking settled."""
+        self._run_each(
+            "waitlist",
+            (
+                ("offers", lambda: watch_freed_slots(self.engine, self.settings, now)),
+                ("expiry", lambda: expire_offers(self.engine, self.settings, now)),
+                ("recovery", lambda: recover_accepted(self.engine, self.settings, now)),
+            ),
+        )
+
+    @staticmethod
+    def _run_each(kind: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
+        """Each step on its own: one failing is logged and tried again next pass."""
+        for name, work in steps:
             try:
                 work()
             except Exception as exc:
-                log.warning("appointment %s pass failed, trying again: %s", name, exc)
+                log.warning("%s %s pass failed, trying again: %s", kind, name, exc)
+
+    def _schedule_waitlist(self) -> None:
+        while not self._stop.wait(self.settings.waitlist_poll_seconds):
+            self.waitlist_pass()
 
     def _schedule(self, interval: float) -> None:
         last_sweep = utcnow()

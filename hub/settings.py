@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     """A freed slot is offered to the waitlist only if it starts at least this far ahead."""
     waitlist_offer_minutes: float = Field(default=30.0, gt=0)
     """How long a waitlist offer stands before it goes to the next patient."""
+    waitlist_poll_seconds: float = Field(default=2.0, gt=0)
+    """How often the scheduler looks for freed slots to offer, offers that ran out and
+    accepted offers a crash left unbooked; apart from the reminder pass, so an offer goes
+    out seconds after a cancel, not a minute."""
     appointment_buffer_minutes: int | None = Field(default=None, ge=0)
     """Minimum gap between a patient's visits, and between a practitioner's visits on slots
     booked in Harmony (GMED, uploads). 0 refuses overlapping visits only; unset: no rule."""

@@ -11,6 +11,8 @@
    there marks the offer lost and answers 409.
 3. ``expire_offers`` (and ``decline``, ``leave``) let the offer go and offer the slot to
    the next patient who has not had it yet.
+4. ``recover_accepted`` finishes what a process that died inside ``accept`` left: an offer
+   accepted but never linked to an appointment (the booking landed, or it did not).
 
 Offers expire ``offer_minutes`` after they are made, and never later than the lead time
 before the slot, so whoever accepts still has that much notice.
@@ -24,12 +26,13 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from canonical.search import search
 from canonical.tables import resources
-from hub.booking import BookingError, BookingOrder, BookingService
+from hub.booking import ENDED, STALE_PENDING, BookingError, BookingOrder, BookingService
 from hub.db import write_turn
 from hub.message_store import as_utc, utcnow
 from hub.notifications.dispatcher import lock_cursor
@@ -38,6 +41,7 @@ from hub.notifications.routing import Message
 from hub.notifications.service import channels_for
 from hub.settings import Settings
 from hub.slot_candidates import free_slots, past_practitioners
+from hub.tables import slot_bookings
 from hub.users import users
 from hub.waitlist_tables import waitlist_entries, waitlist_offers
 from scheduling.ranking import Candidate, Preferences, RankingError, TimeWindow, rank
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NOTIFICATION_KIND = "waitlist_offer"
 REQUESTED_BY = "waitlist"
+RECOVER_AFTER = timedelta(minutes=2)
+"""An accepted offer still without an appointment this long after the click is presumed
+orphaned by a process that died while booking (a live booking answers well before)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,3 +502,197 @@ def _reoffer(
         if offer is not None:
             offers.append(offer)
     return offers
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def get_entry(engine: Engine, entry_id: int) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(waitlist_entries).where(waitlist_entries.c.id == entry_id)
+        ).first()
+    return dict(row._mapping) if row else None
+
+
+def list_entries(
+    engine: Engine, *, patient_id: str | None = None, active: bool | None = None
+) -> list[dict[str, Any]]:
+    """Entries oldest first, narrowed to one patient and/or to active or closed ones."""
+    query = select(waitlist_entries).order_by(waitlist_entries.c.created_at, waitlist_entries.c.id)
+    if patient_id is not None:
+        query = query.where(waitlist_entries.c.patient_id == patient_id)
+    if active is not None:
+        query = query.where(waitlist_entries.c.active == int(active))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def get_offer(engine: Engine, offer_id: int) -> dict[str, Any] | None:
+    """The offer with its entry's patient_id, or None."""
+    found = list_offers(engine, offer_id=offer_id)
+    return found[0] if found else None
+
+
+def list_offers(
+    engine: Engine,
+    *,
+    patient_id: str | None = None,
+    state: str | None = None,
+    entry_id: int | None = None,
+    offer_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Offers newest first, each with the patient it was made to."""
+    query = (
+        select(waitlist_offers, waitlist_entries.c.patient_id)
+        .join(waitlist_entries, waitlist_entries.c.id == waitlist_offers.c.entry_id)
+        .order_by(waitlist_offers.c.offered_at.desc(), waitlist_offers.c.id.desc())
+    )
+    for column, value in (
+        (waitlist_entries.c.patient_id, patient_id),
+        (waitlist_offers.c.state, state),
+        (waitlist_offers.c.entry_id, entry_id),
+        (waitlist_offers.c.id, offer_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+# -- recovery -----------------------------------------------------------------------------
+
+
+def recover_accepted(
+    engine: Engine,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    older_than: timedelta = RECOVER_AFTER,
+    policy: WaitlistPolicy | None = None,
+    channels: Channels | None = None,
+) -> list[int]:
+    """Settle offers accepted more than ``older_than`` ago that never got their appointment.
+
+    If the booking landed (a live Appointment on the slot for the patient), the offer and its
+    entry are linked to it as ``accept`` would have done. If not, the offer is reopened while
+    it still stands and the entry is active (the patient may accept again), or closed and
+    the slot offered on (lost if the slot was booked by someone else meanwhile). An
+    offer whose booking still holds a fresh pending claim is left alone: the booking service
+    treats that claim as alive for ``STALE_PENDING``, so reopening earlier would only lose.
+    Returns the ids of the offers it settled."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(waitlist_offers, waitlist_entries.c.patient_id, waitlist_entries.c.active)
+            .join(waitlist_entries, waitlist_entries.c.id == waitlist_offers.c.entry_id)
+            .where(
+                waitlist_offers.c.state == "accepted",
+                waitlist_offers.c.appointment_id.is_(None),
+                waitlist_offers.c.decided_at <= now - older_than,
+            )
+            .order_by(waitlist_offers.c.id)
+        ).all()
+    settled: list[int] = []
+    freed: list[str] = []
+    for offer in rows:
+        try:
+            outcome = _recover(engine, offer, now)
+        except Exception as exc:  # one offer must not hold back the others
+            log.warning("recovery of accepted waitlist offer %s failed: %s", offer.id, exc)
+            continue
+        if outcome is not None:
+            settled.append(int(offer.id))
+            if outcome in ("expired", "declined"):
+                freed.append(offer.slot_id)
+    _reoffer(engine, settings, freed, now, policy=policy, channels=channels)
+    return settled
+
+
+def _recover(engine: Engine, offer: Any, now: datetime) -> str | None:
+    """What became of one orphaned offer: accepted (linked), offered, expired, lost, or None
+    when its booking may still be running."""
+    landed = _landed_appointment(engine, offer.slot_id, offer.patient_id)
+    if landed is not None:
+        _link(engine, offer, landed, now)
+        return "accepted"
+    if not _claim_released(engine, offer.slot_id, f"{REQUESTED_BY}:{offer.id}", now):
+        return None
+    if _free_candidate(engine, offer.slot_id) is None:
+        state = "lost"
+    elif not offer.active:
+        state = "declined"  # the patient left the waitlist meanwhile
+    elif as_utc(offer.expires_at) > now:
+        state = "offered"
+    else:
+        state = "expired"
+    values: dict[str, Any] = {"state": state, "last_error": "booking never finished"}
+    if state == "offered":
+        values.update(decided_at=None)
+    else:
+        values.update(open_slot_id=None, decided_at=now)
+    with write_turn(engine), engine.begin() as conn:
+        changed = conn.execute(
+            update(waitlist_offers)
+            .where(
+                waitlist_offers.c.id == offer.id,
+                waitlist_offers.c.state == "accepted",
+                waitlist_offers.c.appointment_id.is_(None),
+            )
+            .values(values)
+        ).rowcount
+    return state if changed == 1 else None
+
+
+def _landed_appointment(engine: Engine, slot_id: str, patient_id: str) -> str | None:
+    """A live canonical Appointment on the slot for the patient: the booking did land."""
+    with Session(engine) as session:
+        found = search(
+            session,
+            "Appointment",
+            [("slot", f"Slot/{slot_id}"), ("patient", f"Patient/{patient_id}")],
+        )
+    live = [a for a in found.resources if a.get("status") not in ENDED]
+    return str(live[0]["id"]) if live else None
+
+
+def _link(engine: Engine, offer: Any, appointment_id: str, now: datetime) -> None:
+    """Record the landed booking on the offer, its entry and the slot claim."""
+    with write_turn(engine), engine.begin() as conn:
+        conn.execute(
+            update(waitlist_offers)
+            .where(waitlist_offers.c.id == offer.id)
+            .values(open_slot_id=None, appointment_id=appointment_id)
+        )
+        conn.execute(
+            update(waitlist_entries)
+            .where(waitlist_entries.c.id == offer.entry_id)
+            .values(active=0, appointment_id=appointment_id, updated_at=now)
+        )
+        conn.execute(
+            update(slot_bookings)
+            .where(
+                slot_bookings.c.slot_id == offer.slot_id,
+                slot_bookings.c.state == "pending",
+                slot_bookings.c.requested_by == f"{REQUESTED_BY}:{offer.id}",
+            )
+            .values(state="booked", appointment_id=appointment_id)
+        )
+
+
+def _claim_released(engine: Engine, slot_id: str, requested_by: str, now: datetime) -> bool:
+    """Drop this offer's pending claim once it is stale; False while it may be alive."""
+    with write_turn(engine), engine.begin() as conn:
+        claim = conn.execute(
+            select(slot_bookings).where(
+                slot_bookings.c.slot_id == slot_id,
+                slot_bookings.c.state == "pending",
+                slot_bookings.c.requested_by == requested_by,
+            )
+        ).first()
+        if claim is None:
+            return True
+        if now - as_utc(claim.created_at) <= STALE_PENDING:
+            return False
+        conn.execute(delete(slot_bookings).where(slot_bookings.c.id == claim.id))
+    return True

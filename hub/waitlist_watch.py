@@ -6,22 +6,26 @@ is new availability, not a freed slot, and is left to ordinary search (a sync pa
 new slots must not send 500 offers). The pass reads the
 events after its high-water mark (``waitlist_cursor``) and moves the mark on afterwards.
 
-Events younger than ``GRACE`` are left for the next pass: on PostgreSQL a lower event id
-can commit after a higher one, and a mark moved past it would skip it for good. Reading an
-event twice is harmless (a slot with an open offer is not offered again), so two processes
-running the pass at once cost work, not correctness; the mark only moves forward.
+Every new event is acted on at once, but the mark moves only past events older than
+``GRACE``: on PostgreSQL a lower event id can commit after a higher one, and a mark moved
+past it would skip it for good, so the young tail is read again until it is that old (a
+transaction holding an event uncommitted for longer than GRACE could still be missed).
+Reading an event twice is harmless (a slot with an open offer, or offered before to every
+patient it fits, is not offered again), so re-reads and two processes running the pass at
+once cost work, not correctness; the mark only moves forward.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 
 from hub.db import write_turn
-from hub.message_store import utcnow
+from hub.message_store import as_utc, utcnow
 from hub.notifications.outbox import Channels, insert_ignoring_duplicates
 from hub.settings import Settings
 from hub.tables import domain_events
@@ -55,8 +59,9 @@ def watch_freed_slots(
                 domain_events.c.resource_type,
                 domain_events.c.resource_id,
                 domain_events.c.detail,
+                domain_events.c.created_at,
             )
-            .where(domain_events.c.id > mark, domain_events.c.created_at <= utcnow() - grace)
+            .where(domain_events.c.id > mark)
             .order_by(domain_events.c.id)
             .limit(batch)
         ).all()
@@ -70,9 +75,21 @@ def watch_freed_slots(
             continue
         if offer is not None:
             offers.append(offer)
-    if rows:
-        _move_mark(engine, rows[-1].id)
+    settled = _settled_up_to(rows, utcnow() - grace)
+    if settled is not None:
+        _move_mark(engine, settled)
     return offers
+
+
+def _settled_up_to(rows: Sequence[Any], before: datetime) -> int | None:
+    """The last id of the leading run of events created before ``before``: the mark may
+    pass them, but not a younger one nor anything after it (a lower id may yet commit)."""
+    last = None
+    for row in rows:
+        if as_utc(row.created_at) > before:
+            break
+        last = int(row.id)
+    return last
 
 
 def read_mark(engine: Engine) -> int:

@@ -8,6 +8,10 @@ components. The picks are kept apart (no two with the same practitioner within
 three choices, not one slot thrice. Each pick says which preferences it meets and which it
 trades off, as codes for programs and text for people.
 
+Optionally (``Preferences.attendance``, off by default) a learned no-show risk per slot adds
+an ``attendance`` component; scheduling.attendance builds it from booking history. Without
+it the ranking is exactly the preference-only one.
+
 The candidates are held column-wise (:class:`SlotTable`) so a query over 50,000 slots is a
 handful of NumPy operations: a loop in Python over 50,000 objects costs more than the
 50 ms a booking screen can wait. Pure: no clock, no storage; ``now`` is an argument.
@@ -16,7 +20,7 @@ handful of NumPy operations: a loop in Python over 50,000 objects costs more tha
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -33,6 +37,12 @@ SOON_DAYS = 14.0
 """The soonness component halves roughly every ``SOON_DAYS * ln 2`` days after the first."""
 POOL = 256
 """How many best-scored slots the diversity pass looks at before it widens to all."""
+LOWER_RISK = 0.8
+"""A predicted no-show risk at most this times the patient's usual rate is a reason to pick."""
+HIGHER_RISK = 1.25
+"""A risk at least this times the usual rate is a trade-off; in between, no reason is given."""
+RISK_MARGIN = 0.02
+"""...and either way only when it differs from the usual rate by 2 points or more."""
 
 Float = npt.NDArray[np.float64]
 Int = npt.NDArray[np.int64]
@@ -92,6 +102,19 @@ class Weights:
     continuity: float = 2.5
     visit_type: float = 1.0
     soon: float = 1.0
+    attendance: float = 1.5
+    """Only with ``Preferences.attendance``: 10 points less no-show risk is worth 0.15,
+    about two days' soonness, under a tenth of a preferred day."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attendance:
+    """A learned component: each candidate's predicted no-show risk (0..1), and the
+    patient's usual rate for the reasons ("lower than this patient's usual 21 %")."""
+
+    risk: Callable[[SlotTable], Float]
+    usual: float
+    whose: str = "this patient's usual"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +140,8 @@ class Preferences:
     weights: Weights = Weights()
     diversity_minutes: int = 180
     same_time_minutes: int = 30
+    attendance: Attendance | None = None
+    """Predicted no-show risk per slot, when the hub has the history to learn it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +311,11 @@ def _components(
         parts["visit_type"] = exact[table.kinds]
     first = int(table.start[keep].min())
     parts["soon"] = np.exp(-(table.start - first) / (SOON_DAYS * 86400.0))
+    if prefs.attendance is not None:
+        risk = np.asarray(prefs.attendance.risk(table), np.float64)
+        if risk.shape != (len(table),):
+            raise RankingError(f"attendance gave {risk.shape} risks for {len(table)} slots")
+        parts["attendance"] = 1.0 - np.clip(np.nan_to_num(risk, nan=0.0), 0.0, 1.0)
     return parts
 
 
@@ -396,6 +426,8 @@ def _explain(
             trades.append(Reason("visit-type-unstated", "the source does not say the visit type"))
     if comps["soon"] >= 0.999:
         meets.append(Reason("soonest", "the earliest slot that fits"))
+    if prefs.attendance is not None:
+        _explain_attendance(1.0 - float(parts["attendance"][i]), prefs.attendance, meets, trades)
     return RankedSlot(c, round(score, 4), comps, tuple(meets), tuple(trades))
 
 
@@ -423,6 +455,23 @@ def _explain_continuity(
         meets.append(Reason("preferred-provider", "with a preferred provider"))
     else:
         trades.append(Reason("new-provider", "with a provider not seen before"))
+
+
+def _explain_attendance(
+    risk: float, attendance: Attendance, meets: list[Reason], trades: list[Reason]
+) -> None:
+    usual = attendance.usual
+    said = f"predicted no-show risk {_percent(risk)}"
+    if risk <= usual * LOWER_RISK and usual - risk >= RISK_MARGIN:
+        text = f"{said}, lower than {attendance.whose} {_percent(usual)}"
+        meets.append(Reason("lower-no-show-risk", text))
+    elif risk >= usual * HIGHER_RISK and risk - usual >= RISK_MARGIN:
+        text = f"{said}, higher than {attendance.whose} {_percent(usual)}"
+        trades.append(Reason("higher-no-show-risk", text))
+
+
+def _percent(share: float) -> str:
+    return "under 1 %" if share < 0.005 else f"{share * 100:.0f} %"
 
 
 def _place_label(place: Place | None) -> str:

@@ -146,3 +146,36 @@ roster_rules = Table(
     Column("updated_by", String(255), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+roster_generation_jobs = Table(
+    "roster_generation_job",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("roster_id", BigInteger, ForeignKey("roster.id"), nullable=False),
+    Column(
+        "state",
+        String(16),
+        nullable=False,
+        comment="queued | running | succeeded | stopped | failed",
+    ),
+    Column("time_limit", Float, nullable=False, comment="seconds of solving"),
+    Column("request", JSON, nullable=False, comment="coverage, options, wishes as posted"),
+    Column("elapsed_seconds", Float, nullable=True, comment="progress: time solving so far"),
+    Column("objective", Float, nullable=True, comment="progress: best roster's cost so far"),
+    Column("bound", Float, nullable=True, comment="progress: proven lower bound so far"),
+    Column("stop_requested", Integer, nullable=False, default=0),
+    Column(
+        "heartbeat_at",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="the owning process's last sign of life; old while active: interrupted",
+    ),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("report", JSON, nullable=True, comment="GenerationReport.as_json() when finished"),
+    Column("error", Text, nullable=True),
+    Index("ix_roster_generation_job_roster", "roster_id", "state"),
+    Index("ix_roster_generation_job_state", "state", "heartbeat_at"),
+)

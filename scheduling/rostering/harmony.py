@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 
 from scheduling.context import SchedulingContext
 from scheduling.errors import InvalidInput
 from scheduling.records import Actor, roster_of, shifts_with_types
-from scheduling.rostering.harmony_report import GenerationReport, build_report
-from scheduling.rostering.model import RosterModel, SolverSettings
 from scheduling.rostering.problem import Cover, Fairness, Lock, Problem, Request, ShiftType, Staff
 from scheduling.rules import RosterRules, load_rules
 from scheduling.shifts import run_changes
 from scheduling.tables import physicians, shift_types, shifts
 from scheduling.times import as_utc, hours, local, local_dates, shift_bounds
+
+if TYPE_CHECKING:  # OR-Tools loads only when a model is built: the API and CLI start fast
+    from scheduling.rostering.harmony_report import GenerationReport
+    from scheduling.rostering.model import Progress, RosterModel, SolverSettings
 
 ALL_DAYS = frozenset(range(7))
 
@@ -400,6 +402,8 @@ def _requests(
 
 def model_for(instance: Instance) -> RosterModel:
     """The problem's model plus the conflict checker's verdicts as hard constraints."""
+    from scheduling.rostering.model import RosterModel
+
     roster = RosterModel(instance.problem)
     m, x = roster.model, roster.x
     index = {s.id: si for si, s in enumerate(instance.problem.staff)}
@@ -437,15 +441,27 @@ def generate_draft(
     options: GenerationOptions | None = None,
     wishes: Sequence[Wish] = (),
     settings: SolverSettings | None = None,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_model: Callable[[RosterModel], None] | None = None,
 ) -> GenerationReport:
     """Solve the draft's period and create the new assignments through ``run_changes`` (one
     all-or-nothing bulk judged by the conflict checker); the shifts already assigned stay as
-    locks. Returns the objective, bound, violations and fairness of the whole draft."""
+    locks. Returns the objective, bound, violations and fairness of the whole draft.
+
+    ``on_progress`` sees every incumbent and bound (on the solver's thread: keep it cheap);
+    ``on_model`` gets the model just before the solve, so a job can :meth:`RosterModel.stop`
+    it from another thread and still have its best roster so far written."""
+    from scheduling.rostering.harmony_report import build_report
+
     actor.require_admin()
     with engine.connect() as conn:
         rules = load_rules(conn, context.default_rules)
         instance = build_instance(conn, roster_id, coverage, rules, options, wishes)
-    result = model_for(instance).solve(time_limit, settings)
+    model = model_for(instance)
+    if on_model is not None:
+        on_model(model)
+    result = model.solve(time_limit, settings, on_progress)
     items = [
         {
             "op": "create",

@@ -366,6 +366,9 @@ class RosterModel:
         if settings.workers <= len(settings.full_solvers) + 1:
             params.subsolvers.extend(settings.full_solvers[: max(1, settings.workers - 1)])
         params.log_search_progress = settings.log
+        # Ctrl-C belongs to Python (the CLI stops the search itself); CP-SAT's own
+        # handler would abort the process when the signal reaches Python's main thread.
+        params.catch_sigint_signal = False
         began = time.perf_counter()
         recorder = _Recorder(began, on_progress)
         solver.best_bound_callback = recorder.on_bound

@@ -107,6 +107,28 @@ POLICY: dict[tuple[str, str], list[Case]] = {
         Case("/api/slots/rank", BOOK, json={"patient_id": "{own_patient}"}),
         Case("/api/slots/rank", BOOK_FOR_OTHERS, json={"patient_id": "{other_patient}"}),
     ],
+    # the waitlist: a patient for themselves only; someone else's or an absent entry or
+    # offer is 403 for them alike (tests/api/test_waitlist_api.py shows their own)
+    ("POST", "/api/waitlist"): [
+        Case("/api/waitlist", BOOK, json={}, note="patient: themselves; others: 422"),
+        Case("/api/waitlist", BOOK, json={"patient_id": "{own_patient}"}),
+        Case("/api/waitlist", BOOK_FOR_OTHERS, json={"patient_id": "{other_patient}"}),
+    ],
+    ("GET", "/api/waitlist"): [
+        Case("/api/waitlist", BOOK, note="patient: narrowed to their own"),
+        Case("/api/waitlist?patient_id={other_patient}", BOOK, note="patient: still their own"),
+    ],
+    ("GET", "/api/waitlist/{entry_id}"): [Case("/api/waitlist/999999", BOOK_FOR_OTHERS)],
+    ("DELETE", "/api/waitlist/{entry_id}"): [Case("/api/waitlist/999999", BOOK_FOR_OTHERS)],
+    ("GET", "/api/waitlist/offers"): [
+        Case("/api/waitlist/offers", BOOK, note="patient: narrowed to their own")
+    ],
+    ("POST", "/api/waitlist/offers/{offer_id}/accept"): [
+        Case("/api/waitlist/offers/999999/accept", BOOK_FOR_OTHERS)
+    ],
+    ("POST", "/api/waitlist/offers/{offer_id}/decline"): [
+        Case("/api/waitlist/offers/999999/decline", BOOK_FOR_OTHERS)
+    ],
     ("POST", "/fhir/Appointment/$find"): [
         Case(
             "/fhir/Appointment/$find",
@@ -242,6 +264,12 @@ LEAD_POLICY: dict[tuple[str, str], list[Case]] = {
     ("POST", "/api/rosters/{roster_id}/publish"): [
         Case("/api/rosters/999/publish", ADMIN, headers=IF_MATCH)
     ],
+    ("POST", "/api/rosters/{roster_id}/generate"): [
+        Case("/api/rosters/999/generate", ADMIN, json={}, note="422 before any job")
+    ],
+    ("GET", "/api/rosters/{roster_id}/generations"): [Case("/api/rosters/999/generations", ADMIN)],
+    ("GET", "/api/roster-jobs/{job_id}"): [Case("/api/roster-jobs/999", ADMIN)],
+    ("POST", "/api/roster-jobs/{job_id}/stop"): [Case("/api/roster-jobs/999/stop", ADMIN)],
     ("GET", "/api/roster-rules"): [Case("/api/roster-rules", ROSTER_READ)],
     ("PATCH", "/api/roster-rules"): [Case("/api/roster-rules", ADMIN, json={}, headers=IF_MATCH)],
     ("GET", "/api/roster-events"): [Case("/api/roster-events", ADMIN)],

@@ -6,10 +6,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, update
 
 from hub.appointments import CancelReason
 from hub.booking import BookingError, BookingOrder
+from hub.message_store import utcnow
 from hub.notifications.tables import notifications
 from hub.runtime import HubRuntime
 from hub.tables import slot_bookings
@@ -21,7 +22,9 @@ from hub.waitlist import (
     expire_offers,
     join,
     leave,
+    list_offers,
     on_slot_freed,
+    recover_accepted,
 )
 from hub.waitlist_tables import waitlist_entries, waitlist_offers
 from hub.waitlist_watch import read_mark, watch_freed_slots
@@ -202,3 +205,145 @@ def test_the_watcher_offers_a_slot_a_cancel_freed_once(engine: Engine) -> None:
     assert read_mark(engine) > seen
     assert watch_freed_slots(engine, runtime.settings, DAY_BEFORE, grace=timedelta(0)) == []
     assert accept(engine, runtime.booking, offer_id, waiting, DAY_BEFORE)["status"] == "booked"
+
+
+def _crash_after_click(engine: Engine, offer_id: int, decided_at: datetime) -> None:
+    """What ``accept``'s conditional update leaves when the process dies right after it."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(waitlist_offers)
+            .where(waitlist_offers.c.id == offer_id)
+            .values(state="accepted", decided_at=decided_at)
+        )
+
+
+def _claims(engine: Engine) -> list[tuple[str, str | None, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(slot_bookings)).all()
+    return [(r.state, r.appointment_id, r.requested_by) for r in rows]
+
+
+def test_recovery_links_an_accepted_offer_whose_booking_landed(engine: Engine) -> None:
+    runtime = runtime_for(engine)
+    slot_id = _slot(runtime)
+    pat = patient(runtime, "Ng")
+    entry = join(engine, pat, MORNINGS, now=DAY_BEFORE)
+    offer_id = _offer_to(runtime, slot_id)
+    _crash_after_click(engine, offer_id, DAY_BEFORE)
+    order = BookingOrder(slot_id=slot_id, patient_id=pat, requested_by=f"waitlist:{offer_id}")
+    booked = runtime.booking.book(order)["id"]
+    with engine.begin() as conn:  # died before the claim was marked booked, too
+        conn.execute(update(slot_bookings).values(state="pending", appointment_id=None))
+
+    early = DAY_BEFORE + timedelta(minutes=1)
+    assert recover_accepted(engine, runtime.settings, early) == []
+    assert _offer(engine, offer_id)["appointment_id"] is None
+    assert recover_accepted(engine, runtime.settings, DAY_BEFORE + timedelta(minutes=3)) == [
+        offer_id
+    ]
+
+    offer = _offer(engine, offer_id)
+    assert (offer["state"], offer["appointment_id"], offer["open_slot_id"]) == (
+        "accepted",
+        booked,
+        None,
+    )
+    with engine.connect() as conn:
+        closed = conn.execute(
+            select(waitlist_entries.c.active, waitlist_entries.c.appointment_id).where(
+                waitlist_entries.c.id == entry
+            )
+        ).one()
+    assert tuple(closed) == (0, booked)
+    assert _claims(engine) == [("booked", booked, f"waitlist:{offer_id}")]
+    assert recover_accepted(engine, runtime.settings, DAY_BEFORE + timedelta(hours=1)) == []
+
+
+def test_recovery_reopens_an_unbooked_offer_once_its_claim_is_stale(engine: Engine) -> None:
+    runtime = runtime_for(engine)
+    slot_id = _slot(runtime)
+    pat = patient(runtime, "Ng")
+    join(engine, pat, MORNINGS, now=DAY_BEFORE)
+    offer_id = _offer_to(runtime, slot_id)  # stands until DAY_BEFORE + 30 min, years ahead
+    now = utcnow()
+    _crash_after_click(engine, offer_id, now - timedelta(minutes=3))
+    with engine.begin() as conn:  # the booking claimed the slot, then the process died
+        conn.execute(
+            insert(slot_bookings).values(
+                slot_id=slot_id,
+                state="pending",
+                requested_by=f"waitlist:{offer_id}",
+                created_at=now,
+            )
+        )
+
+    assert recover_accepted(engine, runtime.settings, now) == []  # the claim may be alive
+    assert _offer(engine, offer_id)["state"] == "accepted"
+    later = now + timedelta(minutes=6)
+    assert recover_accepted(engine, runtime.settings, later) == [offer_id]
+
+    offer = _offer(engine, offer_id)
+    assert (offer["state"], offer["decided_at"], offer["open_slot_id"]) == (
+        "offered",
+        None,
+        slot_id,
+    )
+    assert _claims(engine) == []
+    appointment = accept(engine, runtime.booking, offer_id, pat, DAY_BEFORE)
+    assert appointment["status"] == "booked"
+    assert _offer(engine, offer_id)["appointment_id"] == appointment["id"]
+
+
+def test_recovery_expires_a_lapsed_offer_and_offers_the_slot_on(engine: Engine) -> None:
+    runtime = runtime_for(engine)
+    slot_id = _slot(runtime)
+    first, second = patient(runtime, "One"), patient(runtime, "Two")
+    join(engine, first, MORNINGS, now=DAY_BEFORE)
+    join(engine, second, {}, now=DAY_BEFORE)
+    offer_id = _offer_to(runtime, slot_id)
+    _crash_after_click(engine, offer_id, DAY_BEFORE + timedelta(minutes=20))
+
+    later = DAY_BEFORE + timedelta(minutes=31)
+    assert recover_accepted(engine, runtime.settings, later, policy=POLICY) == [offer_id]
+    offer = _offer(engine, offer_id)
+    assert (offer["state"], offer["open_slot_id"], offer["appointment_id"]) == (
+        "expired",
+        None,
+        None,
+    )
+    (next_offer,) = list_offers(engine, patient_id=second)
+    assert (next_offer["slot_id"], next_offer["state"]) == (slot_id, "offered")
+    assert read(runtime, "Slot", slot_id)["status"] == "free"
+
+
+def test_recovery_marks_lost_an_offer_whose_slot_someone_else_booked(engine: Engine) -> None:
+    runtime = runtime_for(engine)
+    slot_id = _slot(runtime)
+    pat = patient(runtime, "Ng")
+    join(engine, pat, MORNINGS, now=DAY_BEFORE)
+    offer_id = _offer_to(runtime, slot_id)
+    _crash_after_click(engine, offer_id, DAY_BEFORE)
+    runtime.booking.book(BookingOrder(slot_id=slot_id, requested_by="desk"))
+
+    assert recover_accepted(engine, runtime.settings, DAY_BEFORE + timedelta(minutes=3)) == [
+        offer_id
+    ]
+    offer = _offer(engine, offer_id)
+    assert (offer["state"], offer["open_slot_id"], offer["appointment_id"]) == ("lost", None, None)
+
+
+def test_recovery_passes_on_the_offer_of_a_patient_who_left(engine: Engine) -> None:
+    runtime = runtime_for(engine)
+    slot_id = _slot(runtime)
+    first, second = patient(runtime, "One"), patient(runtime, "Two")
+    entry = join(engine, first, MORNINGS, now=DAY_BEFORE)
+    join(engine, second, {}, now=DAY_BEFORE)
+    offer_id = _offer_to(runtime, slot_id)
+    _crash_after_click(engine, offer_id, DAY_BEFORE)
+    assert leave(engine, runtime.settings, entry, DAY_BEFORE) == []  # accepted: not closed
+
+    later = DAY_BEFORE + timedelta(minutes=3)
+    assert recover_accepted(engine, runtime.settings, later, policy=POLICY) == [offer_id]
+    assert _offer(engine, offer_id)["state"] == "declined"
+    (next_offer,) = list_offers(engine, patient_id=second)
+    assert (next_offer["slot_id"], next_offer["state"]) == (slot_id, "offered")

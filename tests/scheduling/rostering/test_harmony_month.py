@@ -10,111 +10,16 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from bench.month_seed import TIME_LIMIT, seed_month
 from scheduling.conflicts import check, planned_from_row
-from scheduling.physicians import create_physician
 from scheduling.publish import publish_roster
 from scheduling.records import shifts_with_types
 from scheduling.rostering.evaluator import evaluate
-from scheduling.rostering.harmony import (
-    Coverage,
-    GenerationOptions,
-    Wish,
-    build_instance,
-    generate_draft,
-)
+from scheduling.rostering.harmony import build_instance, generate_draft
 from scheduling.rostering.harmony_report import GenerationReport
-from scheduling.rosters import create_roster, get_roster
+from scheduling.rosters import get_roster
 from scheduling.rules import load_rules
-from scheduling.shift_types import create_shift_type
-from scheduling.shifts import run_changes
 from scheduling.tables import shifts
-from tests.scheduling.roster_seed import ADMIN, TZ, context_for
-
-WEEKDAYS = frozenset(range(5))
-WEEKEND = frozenset({5, 6})
-COVERAGE = (
-    Coverage("DAY", 4, WEEKDAYS),
-    Coverage("DAY", 3, WEEKEND),
-    Coverage("EVE", 2),
-    Coverage("NIGHT", 2, under_weight=150),
-    Coverage("CLINIC", 2, WEEKDAYS),
-    Coverage("WKND", 1, WEEKEND),
-)
-OPTIONS = GenerationOptions(
-    full_time_weekly_hours=34, min_load=0.6, max_per_kind_per_fte={"night": 4}, max_weekends=3
-)
-TIME_LIMIT = 20.0
-
-
-def _seed(engine: Engine) -> dict[str, Any]:
-    """30 physicians (8 cardiologists, 8 at North too, FTE 0.5/0.8/1.0, 10 with a blackout
-    block), five shift types, a February roster ending in a night, the March draft with one
-    shift assigned already."""
-    people = []
-    for i in range(30):
-        cardio = i % 4 == 0
-        blackout = []
-        if i % 3 == 0:
-            begin = date(2027, 3, 1) + timedelta(days=(i * 3) % 26)
-            blackout = [(begin + timedelta(days=k)).isoformat() for k in range(3 + i % 5)]
-        values = {
-            "name": f"Dr {i:02d}",
-            "specialties": ["internal", "cardiology"] if cardio else ["internal"],
-            "locations": ["Main", "North"] if cardio or i in (25, 26) else ["Main"],
-            "fte": 0.5 if i % 5 == 0 else 0.8 if i % 5 == 1 else 1.0,
-            "blackout_dates": blackout,
-        }
-        people.append(int(create_physician(engine, values)["id"]))
-
-    def kind(code: str, kind: str, start: str, minutes: int, **extra: Any) -> int:
-        values = {
-            "code": code,
-            "name": code.title(),
-            "kind": kind,
-            "start_time": start,
-            "duration_minutes": minutes,
-            "service": "Hospital medicine",
-            "location": "Main",
-            "timezone": TZ,
-            "required_specialties": ["internal"],
-            **extra,
-        }
-        return int(create_shift_type(engine, values)["id"])
-
-    types = {
-        "DAY": kind("DAY", "day", "07:00", 600),
-        "EVE": kind("EVE", "evening", "14:00", 600),
-        "NIGHT": kind("NIGHT", "night", "20:00", 720),
-        "CLINIC": kind(
-            "CLINIC", "clinic", "08:00", 480, location="North", required_specialties=["cardiology"]
-        ),
-        "WKND": kind("WKND", "weekend", "08:00", 720),
-    }
-    february = int(create_roster(engine, ADMIN, "February 2027", "2027-02-01", "2027-02-28")["id"])
-    march = int(create_roster(engine, ADMIN, "March 2027", "2027-03-01", "2027-03-31")["id"])
-    context = context_for(engine)
-    run_changes(
-        engine,
-        context,
-        ADMIN,
-        [
-            {
-                "op": "create",
-                "roster_id": february,
-                "shift_type_id": types["NIGHT"],
-                "date": "2027-02-28",
-                "physician_id": people[1],
-            },
-            {
-                "op": "create",
-                "roster_id": march,
-                "shift_type_id": types["CLINIC"],
-                "date": "2027-03-15",
-                "physician_id": people[4],
-            },
-        ],
-    )
-    return {"people": people, "types": types, "march": march, "context": context}
 
 
 def _print(report: GenerationReport) -> None:
@@ -128,12 +33,12 @@ def _print(report: GenerationReport) -> None:
 
 
 def test_generated_month_publishes_through_the_conflict_checker(engine: Engine) -> None:
-    seeded = _seed(engine)
-    people, march, context = seeded["people"], seeded["march"], seeded["context"]
-    wishes = [Wish(people[7], date(2027, 3, 20), None), Wish(people[8], date(2027, 3, 9), "NIGHT")]
+    seeded = seed_month(engine)
+    people, march, context, admin = seeded.people, seeded.roster_id, seeded.context, seeded.actor
+    coverage, options, wishes = seeded.coverage, seeded.options, seeded.wishes
 
     report = generate_draft(
-        engine, context, ADMIN, march, COVERAGE, TIME_LIMIT, options=OPTIONS, wishes=wishes
+        engine, context, admin, march, coverage, TIME_LIMIT, options=options, wishes=wishes
     )
     _print(report)
 
@@ -149,7 +54,7 @@ def test_generated_month_publishes_through_the_conflict_checker(engine: Engine) 
             shifts_with_types().where(shifts.c.roster_id == march, shifts.c.status == "assigned")
         ).all()
         rules = load_rules(conn, context.default_rules)
-        instance = build_instance(conn, march, COVERAGE, rules, OPTIONS, wishes)
+        instance = build_instance(conn, march, coverage, rules, options, wishes)
         assert len(rows) == report.assignments == len(report.created_shift_ids) + 1
         assert check(conn, rules, [planned_from_row(r) for r in rows]) == []
     # the stored draft, read back into the problem's terms, is what the report judged
@@ -181,7 +86,7 @@ def test_generated_month_publishes_through_the_conflict_checker(engine: Engine) 
     # every uncovered need is in the list, with its date and price
     staffed = Counter((_local_date(r), r.type_code) for r in rows)
     under = [v for v in report.violations if v.rule == "cover_under"]
-    for cover in COVERAGE:
+    for cover in coverage:
         for day in range(31):
             when = date(2027, 3, 1) + timedelta(days=day)
             if when.weekday() in cover.weekdays and staffed[when, cover.code] < cover.required:
@@ -190,7 +95,7 @@ def test_generated_month_publishes_through_the_conflict_checker(engine: Engine) 
                 )
 
     version = get_roster(engine, march, include_drafts=True)["version"]
-    published = publish_roster(engine, context, ADMIN, march, version).data
+    published = publish_roster(engine, context, admin, march, version).data
     assert published["status"] == "published"
     with engine.connect() as conn:
         total = conn.execute(select(shifts.c.id).where(shifts.c.roster_id == march)).all()
