@@ -4,10 +4,15 @@ The body says what the patient wants; the hub reads the free slots of every sour
 window and the patient's past providers; scheduling.ranking decides. A patient ranks for
 themselves only; staff, admin and the integration engine for anyone (or for no one: no
 history, preferences only).
+
+The free slots come from hub.candidate_cache: a table kept per window while nothing that
+feeds it has changed (see there for how stale it may be, and why that is safe), else read
+from the database.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
@@ -17,13 +22,13 @@ from sqlalchemy.orm import Session
 
 from api.access import BOOKS_FOR_ANYONE
 from api.deps import BookingPrincipal, Principal, SessionDep
-from hub.slot_candidates import free_slots, past_practitioners
+from hub.candidate_cache import candidates
+from hub.slot_candidates import past_practitioners
 from scheduling.ranking import (
     Preferences,
     RankedSlot,
     Ranking,
     RankingError,
-    SlotTable,
     TimeWindow,
     rank,
 )
@@ -116,7 +121,9 @@ def ranked_for(
     window: tuple[datetime | None, datetime | None],
     patient_id: str | None,
 ) -> tuple[Ranking, bool]:
-    """Shared with FHIR ``$find``: read candidates and history, rank; (ranking, truncated)."""
+    """Shared with FHIR ``$find``: candidates (cached per window) and history, rank;
+    (ranking, truncated). A cached table may hold more than the window: the window's bounds
+    become hard rules and ``considered`` counts only the slots inside it."""
     now = datetime.now(UTC)
     start = max(window[0] or now, now)
     end = window[1] or start + DEFAULT_HORIZON
@@ -124,13 +131,16 @@ def ranked_for(
         raise HTTPException(422, "end must be after start (and after now)")
     if end - start > MAX_HORIZON:
         raise HTTPException(422, "rank over at most a year at a time")
-    found = free_slots(session, start, end)
+    found = candidates(session, start, end, now)
     past = past_practitioners(session, patient_id, now) if patient_id else {}
+    wanted = replace(
+        to_preferences(prefs, past), not_before=found.not_before, not_after=found.not_after
+    )
     try:
-        ranking = rank(SlotTable(found.candidates), to_preferences(prefs, past), now, k)
+        ranking = rank(found.table, wanted, now, k)
     except RankingError as exc:
         raise HTTPException(422, str(exc)) from None
-    return ranking, found.truncated
+    return replace(ranking, considered=found.considered), found.truncated
 
 
 def slot_json(pick: RankedSlot) -> dict[str, Any]:

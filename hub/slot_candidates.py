@@ -4,6 +4,9 @@ Reads the canonical tables directly (one indexed range query on type, status and
 then one query each for the Schedules and Locations those Slots name) rather than paging a
 FHIR search: a ranking looks at every free slot in the window, up to ``MAX_CANDIDATES``.
 A slot already claimed in ``slot_booking`` but not yet marked busy is left out.
+
+:func:`read_change_mark` summarises, in one cheap statement, everything that answer depends
+on, so a cache of it (hub.candidate_cache) can tell when it must be rebuilt.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from canonical.tables import resources, search_index
 from hub.message_store import as_utc
-from hub.tables import slot_bookings
+from hub.tables import domain_events, slot_bookings
 from scheduling.ranking import Candidate, Place
 
 MAX_CANDIDATES = 50_000
 PAST_STATUSES = ("booked", "arrived", "fulfilled", "checked-in")
 LOCATION_COMMENT = "Location: "
+MARK_LOOKBACK = 10_000
+"""How far below the highest id a change mark also counts rows: see :class:`ChangeMark`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,65 @@ def free_slots(session: Session, start: datetime, end: datetime) -> CandidateSet
             )
         )
     return CandidateSet(out, truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMark:
+    """Where the change log and the slot claims stood when ``free_slots`` was last read.
+
+    What ``free_slots`` returns changes only through a canonical write (a Slot's status or
+    times, its Schedule, a Location), which records a ``domain_event`` in the writing
+    transaction itself (hub.changes, hub.worker, hub.appointments, scheduling), or through a
+    claim in ``slot_booking`` (inserted before a booking is sent, deleted when it fails or
+    ends). For each of the two tables the mark holds the highest id and how many rows lie
+    above a floor: the highest id when the cached answer was read, less ``MARK_LOOKBACK``.
+    A new row moves the highest id. On PostgreSQL a lower id can commit after a higher one,
+    which the highest id alone would miss; the count above the floor sees it as long as
+    fewer than ``MARK_LOOKBACK`` ids were handed out after it before the answer was read. A
+    claim deleted above the floor changes the count. What the mark cannot see (a commit later
+    still, a claim id SQLite reuses after deleting the highest one, a write that skipped the
+    event log) is left to the cache's time to live.
+    """
+
+    event_floor: int
+    claim_floor: int
+    events_max: int
+    events_above: int
+    claims_max: int
+    claims_above: int
+
+
+def read_change_mark(session: Session, like: ChangeMark | None = None) -> ChangeMark:
+    """The current mark, counting above ``like``'s floors (to compare with it) or above new
+    ones; one statement when ``like`` is given. Read it *before* ``free_slots``: a change
+    committed in between then shows as a moved mark (a needless rebuild), never the
+    reverse."""
+    if like is None:
+        events_max, claims_max = session.execute(_HIGHEST).one()
+        event_floor = (events_max or 0) - MARK_LOOKBACK
+        claim_floor = (claims_max or 0) - MARK_LOOKBACK
+    else:
+        event_floor, claim_floor = like.event_floor, like.claim_floor
+    row = session.execute(_MARK, {"event_floor": event_floor, "claim_floor": claim_floor}).one()
+    return ChangeMark(event_floor, claim_floor, int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+def _count_above(column: ColumnElement[int], floor: str) -> ScalarSelect[int]:
+    return select(func.count()).where(column > bindparam(floor)).scalar_subquery()
+
+
+# Built once: a request reads the mark every time, and building the statement cost more
+# than running it (an index probe for each max, an index range for each count).
+_HIGHEST = select(
+    select(func.max(domain_events.c.id)).scalar_subquery(),
+    select(func.max(slot_bookings.c.id)).scalar_subquery(),
+)
+_MARK = select(
+    select(func.coalesce(func.max(domain_events.c.id), 0)).scalar_subquery(),
+    _count_above(domain_events.c.id, "event_floor"),
+    select(func.coalesce(func.max(slot_bookings.c.id), 0)).scalar_subquery(),
+    _count_above(slot_bookings.c.id, "claim_floor"),
+)
 
 
 def past_practitioners(session: Session, patient_id: str, before: datetime) -> dict[str, int]:

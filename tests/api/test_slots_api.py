@@ -15,6 +15,7 @@ from adapters.upload.normalize import upload_system
 from api.app import create_app
 from canonical.records import Identifier, SourceBundle, SourceRecord, conditional_reference
 from canonical.repository import CanonicalRepository
+from hub.candidate_cache import cache_for
 from hub.runtime import HubRuntime
 from hub.tokens import TokenService
 from hub.users import create_user
@@ -214,3 +215,43 @@ def test_fhir_find_proposes_appointments_that_book(
 
 def _at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_cached_rankings_follow_bookings_and_new_slots(
+    client: TestClient, runtime: HubRuntime
+) -> None:
+    """The default window (the next 60 days) is served from the candidate cache; a booking
+    and a new upload both show in the very next answer."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    _upload(client, runtime, "clinic-a", f"Dr Ada,{tomorrow}T09:00,{tomorrow}T11:00,North\n")
+    first = client.post("/api/slots/rank", json={"k": 20}).json()
+    cache = cache_for(runtime.engine)
+    assert cache is not None and len(cache) == 1 and first["considered"] == 4
+    assert client.post("/api/slots/rank", json={"k": 20}).json() == first
+    find = {"resourceType": "Parameters", "parameter": [{"name": "_count", "valueInteger": 1}]}
+    proposal = client.post("/fhir/Appointment/$find", json=find).json()["entry"][0]["resource"]
+    slot_id = proposal["slot"][0]["reference"].split("/", 1)[1]
+    assert slot_id == first["slots"][0]["slot_id"]
+    booked = client.post(
+        "/fhir/Appointment/$book",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "appt-resource", "resource": proposal}],
+        },
+    )
+    assert booked.status_code == 200, booked.text
+    after = client.post("/api/slots/rank", json={"k": 20}).json()
+    assert slot_id not in {p["slot_id"] for p in after["slots"]}
+    assert after["considered"] == 3 and not after["truncated"] and len(cache) == 1
+    _upload(client, runtime, "clinic-b", f"Dr Cy,{tomorrow}T07:00,{tomorrow}T07:30,East\n")
+    newest = client.post("/api/slots/rank", json={"k": 1}).json()
+    assert newest["considered"] == 4 and newest["slots"][0]["location"] == "East"
+
+
+def _upload(client: TestClient, runtime: HubRuntime, clinic: str, rows: str) -> None:
+    uploaded = client.post(
+        f"/api/availability/{clinic}?slot_minutes=30&timezone=UTC",
+        content="practitioner,start,end,location\n" + rows,
+        headers={"Content-Type": "text/csv"},
+    )
+    assert runtime.worker.process_inbound(uploaded.json()["message_id"]) == "processed"
