@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 
-from api.deps import BookingPrincipal, SessionDep
+from api.deps import BookingPrincipal, SessionDep, SettingsDep
 from api.fhir import PREFIX, FhirError, json_body
 from api.fhir_documents import FhirResponse
 from api.slots import PreferencesIn, for_patient, ranked_for
@@ -107,7 +107,9 @@ def proposed(pick: RankedSlot, patient_id: str | None, visit_type: str | None) -
 
 
 @router.post("/Appointment/$find")
-async def find(request: Request, session: SessionDep, who: BookingPrincipal) -> Response:
+async def find(
+    request: Request, session: SessionDep, settings: SettingsDep, who: BookingPrincipal
+) -> Response:
     body = await json_body(request)
     params = find_parameters(body)
     patients = [str(p).removeprefix("Patient/") for p in params.get("patient", [])]
@@ -128,7 +130,7 @@ async def find(request: Request, session: SessionDep, who: BookingPrincipal) -> 
         raise FhirError(400, "invalid", f"_count must be 1..{MAX_COUNT}")
     window = (_instant("start", params.get("start", [])), _instant("end", params.get("end", [])))
     try:
-        ranking, _ = ranked_for(session, prefs, count, window, patient_id)
+        ranking, _ = ranked_for(session, prefs, count, window, patient_id, settings)
     except HTTPException as exc:
         raise FhirError(exc.status_code, "invalid", str(exc.detail)) from None
     best = ranking.picks[0].score if ranking.picks else 0.0

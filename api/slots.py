@@ -21,9 +21,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session
 
 from api.access import BOOKS_FOR_ANYONE
-from api.deps import BookingPrincipal, Principal, SessionDep
+from api.deps import BookingPrincipal, Principal, SessionDep, SettingsDep
 from hub.candidate_cache import candidates
+from hub.settings import Settings
 from hub.slot_candidates import past_practitioners
+from hub.visit_history import attendance_for
 from scheduling.ranking import (
     Preferences,
     RankedSlot,
@@ -120,6 +122,7 @@ def ranked_for(
     k: int,
     window: tuple[datetime | None, datetime | None],
     patient_id: str | None,
+    settings: Settings,
 ) -> tuple[Ranking, bool]:
     """Shared with FHIR ``$find``: candidates (cached per window) and history, rank;
     (ranking, truncated). A cached table may hold more than the window: the window's bounds
@@ -133,8 +136,14 @@ def ranked_for(
         raise HTTPException(422, "rank over at most a year at a time")
     found = candidates(session, start, end, now)
     past = past_practitioners(session, patient_id, now) if patient_id else {}
+    learned = settings.ranking_attendance_model and patient_id is not None
     wanted = replace(
-        to_preferences(prefs, past), not_before=found.not_before, not_after=found.not_after
+        to_preferences(prefs, past),
+        not_before=found.not_before,
+        not_after=found.not_after,
+        attendance=(
+            attendance_for(session, patient_id, now, settings.default_timezone) if learned else None
+        ),
     )
     try:
         ranking = rank(found.table, wanted, now, k)
@@ -162,10 +171,12 @@ def slot_json(pick: RankedSlot) -> dict[str, Any]:
 
 
 @router.post("/rank")
-def rank_slots(body: RankRequest, session: SessionDep, who: BookingPrincipal) -> dict[str, Any]:
+def rank_slots(
+    body: RankRequest, session: SessionDep, settings: SettingsDep, who: BookingPrincipal
+) -> dict[str, Any]:
     patient_id = for_patient(who, body.patient_id)
     ranking, truncated = ranked_for(
-        session, body.preferences, body.k, (body.start, body.end), patient_id
+        session, body.preferences, body.k, (body.start, body.end), patient_id, settings
     )
     return {
         "k": body.k,

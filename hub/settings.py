@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     """A freed slot is offered to the waitlist only if it starts at least this far ahead."""
     waitlist_offer_minutes: float = Field(default=30.0, gt=0)
     """How long a waitlist offer stands before it goes to the next patient."""
+    ranking_attendance_model: bool = True
+    """Let a no-show model learned from the hub's visit history adjust slot ranking (it
+    starts once there are 200 outcomes with 20 no-shows; the reasons say when it mattered)."""
     waitlist_poll_seconds: float = Field(default=2.0, gt=0)
     """How often the scheduler looks for freed slots to offer, offers that ran out and
     accepted offers a crash left unbooked; apart from the reminder pass, so an offer goes

@@ -13,13 +13,16 @@ from sqlalchemy.orm import Session
 
 from adapters.upload.normalize import upload_system
 from api.app import create_app
+from bench.bench_attendance import synthetic_history
 from canonical.records import Identifier, SourceBundle, SourceRecord, conditional_reference
 from canonical.repository import CanonicalRepository
+from hub import visit_history
 from hub.candidate_cache import cache_for
 from hub.runtime import HubRuntime
 from hub.tokens import TokenService
 from hub.users import create_user
 from tests.canonical.canonical_seed import MRN, patient, provenance, siu_bundle
+from tests.hub.test_visit_history import seed_history
 
 CSV = (
     "practitioner,start,end,location\n"
@@ -255,3 +258,30 @@ def _upload(client: TestClient, runtime: HubRuntime, clinic: str, rows: str) -> 
         headers={"Content-Type": "text/csv"},
     )
     assert runtime.worker.process_inbound(uploaded.json()["message_id"]) == "processed"
+
+
+def test_a_learned_no_show_risk_adjusts_the_ranking_once_there_is_history(
+    client: TestClient, runtime: HubRuntime, seeded: dict[str, str]
+) -> None:
+    visit_history.clear_cache()
+    try:
+        without = rank(client, patient_id="pat7", k=5)
+        assert all("attendance" not in p["components"] for p in without)  # no history yet
+
+        now = datetime.now(UTC).replace(microsecond=0)
+        seed_history(runtime.engine, synthetic_history(400, 40, seed=4, end=now, days=600))
+        visit_history.clear_cache()
+        learned = rank(client, patient_id="pat7", k=5)
+        risks = [p["components"]["attendance"] for p in learned]
+        assert all(0.0 < r <= 1.0 for r in risks)
+        assert len(set(risks)) > 1  # the model tells the slots apart
+        codes = {r["code"] for p in learned for r in p["meets"] + p["trades_off"]}
+        assert codes & {"lower-no-show-risk", "higher-no-show-risk"}
+
+        client.app.state.settings = runtime.settings.model_copy(  # type: ignore[attr-defined]
+            update={"ranking_attendance_model": False}
+        )
+        switched_off = rank(client, patient_id="pat7", k=5)
+        assert all("attendance" not in p["components"] for p in switched_off)
+    finally:
+        visit_history.clear_cache()
