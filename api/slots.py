@@ -5,9 +5,9 @@ window and the patient's past providers; scheduling.ranking decides. A patient r
 themselves only; staff, admin and the integration engine for anyone (or for no one: no
 history, preferences only).
 
-The free slots come from hub.candidate_cache: a table kept per window while nothing that
-feeds it has changed (see there for how stale it may be, and why that is safe), else read
-from the database.
+The free slots come from hub.candidate_cache: a table kept per window and patched with the
+slots that changed since (see there for how stale it may be, and why that is safe), else
+read from the database.
 """
 
 from __future__ import annotations
