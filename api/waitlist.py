@@ -92,25 +92,23 @@ def _narrowed(who: Principal, patient_id: str | None) -> str | None:
 
 def _entry_for(runtime: HubRuntime, who: Principal, entry_id: int) -> dict[str, Any]:
     """The entry if the caller may act on it: a patient's own; 403/404 otherwise."""
-    row = waitlist.get_entry(runtime.engine, entry_id)
-    if who.has(*BOOKS_FOR_ANYONE):
-        if row is None:
-            raise HTTPException(404, f"waitlist entry {entry_id} does not exist")
-        return row
-    if row is None or row["patient_id"] != _own(who):
-        raise HTTPException(403, f"waitlist entry {entry_id} is not one of yours")
-    return row
+    return _visible(who, waitlist.get_entry(runtime.engine, entry_id), f"entry {entry_id}")
 
 
 def _offer_for(runtime: HubRuntime, who: Principal, offer_id: int) -> dict[str, Any]:
     """The offer if the caller may answer it: a patient's own; 403/404 otherwise."""
-    row = waitlist.get_offer(runtime.engine, offer_id)
+    return _visible(who, waitlist.get_offer(runtime.engine, offer_id), f"offer {offer_id}")
+
+
+def _visible(who: Principal, row: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """Staff see any row (404 when absent); a patient only their own, and someone else's
+    or an absent one alike is 403, so ids cannot be probed."""
     if who.has(*BOOKS_FOR_ANYONE):
         if row is None:
-            raise HTTPException(404, f"waitlist offer {offer_id} does not exist")
+            raise HTTPException(404, f"waitlist {what} does not exist")
         return row
     if row is None or row["patient_id"] != _own(who):
-        raise HTTPException(403, f"waitlist offer {offer_id} is not one of yours")
+        raise HTTPException(403, f"waitlist {what} is not one of yours")
     return row
 
 

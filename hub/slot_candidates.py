@@ -347,10 +347,9 @@ def _ids_in(session: Session, table: Table, floor: int, top: int | None = None) 
     return [int(i) for i in session.execute(query).scalars()]
 
 
-def past_practitioners(session: Session, patient_id: str, before: datetime) -> dict[str, int]:
-    """Practitioner reference -> how many of the patient's appointments before ``before``
-    they took part in (cancelled and no-shows do not count as continuity)."""
-    patient_pks = (
+def patient_appointments(patient_id: str) -> Any:
+    """The pks of the Appointments the patient takes part in (through the search index)."""
+    return (
         select(search_index.c.resource_pk)
         .where(
             search_index.c.resource_type == "Appointment",
@@ -360,9 +359,14 @@ def past_practitioners(session: Session, patient_id: str, before: datetime) -> d
         )
         .scalar_subquery()
     )
+
+
+def past_practitioners(session: Session, patient_id: str, before: datetime) -> dict[str, int]:
+    """Practitioner reference -> how many of the patient's appointments before ``before``
+    they took part in (cancelled and no-shows do not count as continuity)."""
     rows = session.execute(
         select(resources.c.resource).where(
-            resources.c.pk.in_(patient_pks),
+            resources.c.pk.in_(patient_appointments(patient_id)),
             resources.c.status.in_(PAST_STATUSES),
             resources.c.start < before,
         )

@@ -26,8 +26,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from canonical.tables import resource_versions, resources, search_index
+from canonical.tables import resource_versions, resources
 from hub.message_store import as_utc
+from hub.slot_candidates import patient_appointments
 from scheduling.attendance import AttendanceModel, Counts, Visit, thin, train
 from scheduling.ranking import Attendance
 
@@ -135,19 +136,9 @@ def visits(session: Session, now: datetime, limit: int = MAX_ROWS) -> list[Visit
 
 def patient_counts(session: Session, patient_id: str, now: datetime) -> Counts:
     """This patient's known outcomes in the look-back window."""
-    patient_pks = (
-        select(search_index.c.resource_pk)
-        .where(
-            search_index.c.resource_type == "Appointment",
-            search_index.c.param == "actor",
-            search_index.c.system == "Patient",
-            search_index.c.value == patient_id,
-        )
-        .scalar_subquery()
-    )
     rows = session.execute(
         select(resources.c.status, func.count())
-        .where(resources.c.pk.in_(patient_pks), *_known_outcomes(now))
+        .where(resources.c.pk.in_(patient_appointments(patient_id)), *_known_outcomes(now))
         .group_by(resources.c.status)
     ).all()
     counts = {status: int(n) for status, n in rows}
