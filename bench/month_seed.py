@@ -92,9 +92,9 @@ def _physicians(engine: Engine) -> list[int]:
     return people
 
 
-def _shift_type(
-    engine: Engine, code: str, kind: str, start: str, minutes: int, **extra: Any
-) -> int:
+def shift_type(engine: Engine, code: str, kind: str, start: str, minutes: int, **extra: Any) -> int:
+    """A hospital-medicine shift type at Main in New York for internists; ``extra``
+    overrides any of that."""
     values = {
         "code": code,
         "name": code.title(),
@@ -113,10 +113,10 @@ def _shift_type(
 def _shift_types(engine: Engine) -> dict[str, int]:
     """Day, evening and night overlap one another; the clinic needs a cardiologist at North."""
     return {
-        "DAY": _shift_type(engine, "DAY", "day", "07:00", 600),
-        "EVE": _shift_type(engine, "EVE", "evening", "14:00", 600),
-        "NIGHT": _shift_type(engine, "NIGHT", "night", "20:00", 720),
-        "CLINIC": _shift_type(
+        "DAY": shift_type(engine, "DAY", "day", "07:00", 600),
+        "EVE": shift_type(engine, "EVE", "evening", "14:00", 600),
+        "NIGHT": shift_type(engine, "NIGHT", "night", "20:00", 720),
+        "CLINIC": shift_type(
             engine,
             "CLINIC",
             "clinic",
@@ -125,7 +125,7 @@ def _shift_types(engine: Engine) -> dict[str, int]:
             location="North",
             required_specialties=["cardiology"],
         ),
-        "WKND": _shift_type(engine, "WKND", "weekend", "08:00", 720),
+        "WKND": shift_type(engine, "WKND", "weekend", "08:00", 720),
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, update
 
+from bench.month_seed import shift_type
 from hub.roster_jobs import RosterJobRunner
 from scheduling.conflicts import check, planned_from_row
 from scheduling.context import SchedulingContext
@@ -22,10 +23,9 @@ from scheduling.records import shifts_with_types
 from scheduling.rostering.jobs import get_job, parse_request
 from scheduling.rosters import create_roster, get_roster
 from scheduling.rules import load_rules
-from scheduling.shift_types import create_shift_type
 from scheduling.tables import roster_generation_jobs, shifts
 from scheduling.times import utcnow
-from tests.scheduling.roster_seed import ADMIN, TZ, context_for
+from tests.scheduling.roster_seed import ADMIN, context_for
 
 START = date(2027, 3, 1)
 COVERAGE: list[dict[str, Any]] = [
@@ -56,18 +56,7 @@ def seed_clinic(engine: Engine, people: int = 6, days: int = 14) -> int:
         ("EVE", "evening", "14:00", 600),
         ("NIGHT", "night", "20:00", 720),
     ):
-        values = {
-            "code": code,
-            "name": code.title(),
-            "kind": kind,
-            "start_time": start,
-            "duration_minutes": minutes,
-            "service": "Hospital medicine",
-            "location": "Main",
-            "timezone": TZ,
-            "required_specialties": ["internal"],
-        }
-        create_shift_type(engine, values)
+        shift_type(engine, code, kind, start, minutes)
     last = (START + timedelta(days=days - 1)).isoformat()
     return int(create_roster(engine, ADMIN, "March", START.isoformat(), last)["id"])
 

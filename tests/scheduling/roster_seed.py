@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from bench.month_seed import shift_type as hospital_shift_type
 from hub.scheduling_context import scheduling_context
 from hub.settings import Settings
 from scheduling.context import SchedulingContext
 from scheduling.physicians import create_physician
 from scheduling.records import Actor
 from scheduling.rosters import create_roster
-from scheduling.shift_types import create_shift_type
 from scheduling.shifts import run_changes
 
 ADMIN = Actor("alice.admin", is_admin=True)
@@ -53,19 +53,7 @@ def seed(engine: Engine) -> Clinic:
         return int(create_physician(engine, values)["id"])
 
     def shift_type(code: str, kind: str, start: str, minutes: int, **extra: Any) -> int:
-        values = {
-            "code": code,
-            "name": extra.pop("name", code.title()),
-            "kind": kind,
-            "start_time": start,
-            "duration_minutes": minutes,
-            "service": "Hospital medicine",
-            "location": "Main",
-            "timezone": TZ,
-            "required_specialties": ["internal"],
-            **extra,
-        }
-        return int(create_shift_type(engine, values)["id"])
+        return hospital_shift_type(engine, code, kind, start, minutes, **extra)
 
     return Clinic(
         lee=physician("Dr Lee"),
