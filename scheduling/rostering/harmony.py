@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, select
 from scheduling.context import SchedulingContext
 from scheduling.errors import InvalidInput
 from scheduling.records import Actor, roster_of, shifts_with_types
+from scheduling.rostering.greedy import Admissible
 from scheduling.rostering.problem import Cover, Fairness, Lock, Problem, Request, ShiftType, Staff
 from scheduling.rules import RosterRules, load_rules
 from scheduling.shifts import run_changes
@@ -400,8 +401,32 @@ def _requests(
     return tuple(out)
 
 
+def checker_rules(instance: Instance) -> Admissible:
+    """The conflict checker's verdicts that :func:`model_for` adds, as the greedy's extra
+    rule, so that its roster (the solve's hint) already respects them."""
+    clashes: dict[tuple[int, str], set[tuple[int, str]]] = defaultdict(set)
+    for d1, a, d2, b in instance.clashing:
+        clashes[d1, a].add((d2, b))
+        clashes[d2, b].add((d1, a))
+    minutes = {key: round(hours(end - start) * 60) for key, (start, end) in instance.bounds.items()}
+
+    def admissible(sid: str, day: int, code: str, mine: Mapping[int, str]) -> bool:
+        if (sid, day, code) in instance.banned and (sid, day, code) not in instance.locked:
+            return False
+        if any(mine.get(d) == b for d, b in clashes.get((day, code), ())):
+            return False
+        week = instance.week_of[day, code]
+        left_hours, left_shifts = instance.weekly[sid][week]
+        same = [(d, c) for d, c in mine.items() if instance.week_of[d, c] == week]
+        used = sum(minutes[key] for key in same) + minutes[day, code]
+        return used <= math.floor(left_hours * 60) and len(same) < left_shifts
+
+    return admissible
+
+
 def model_for(instance: Instance) -> RosterModel:
-    """The problem's model plus the conflict checker's verdicts as hard constraints."""
+    """The problem's model plus the conflict checker's verdicts as hard constraints; the
+    verdicts also go to the greedy roster that starts the solve, so that it is feasible."""
     from scheduling.rostering.model import RosterModel
 
     roster = RosterModel(instance.problem)
@@ -428,6 +453,7 @@ def model_for(instance: Instance) -> RosterModel:
             m.add(sum(minutes * v for v, minutes in items) <= math.floor(left_hours * 60))
             if len(items) > left_shifts:
                 m.add(sum(v for v, _ in items) <= max(0, left_shifts))
+    roster.extra_rules = checker_rules(instance)
     return roster
 
 

@@ -11,15 +11,40 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from scheduling.rostering.greedy import Admissible, greedy_roster
 from scheduling.rostering.problem import Problem, Staff
 
 #: One assignment: (staff id, day, shift type id).
 Assignment = tuple[str, int, str]
+
+#: How an auxiliary variable's value follows from earlier ones (values by variable index).
+Derivation = Callable[[Mapping[int, int]], int]
+
+
+def _total(variables: Sequence[cp_model.IntVar]) -> Derivation:
+    indices = [v.index for v in variables]
+    return lambda values: sum(values[i] for i in indices)
+
+
+def _most(variables: Sequence[cp_model.IntVar]) -> Derivation:
+    indices = [v.index for v in variables]
+    return lambda values: max(values[i] for i in indices)
+
+
+def _least(variables: Sequence[cp_model.IntVar]) -> Derivation:
+    indices = [v.index for v in variables]
+    return lambda values: min(values[i] for i in indices)
+
+
+def _excess(people: Sequence[cp_model.IntVar], requirement: int, sign: int) -> Derivation:
+    """Over (sign 1) or under (sign -1) the requirement, never negative."""
+    indices = [v.index for v in people]
+    return lambda values: max(0, sign * (sum(values[i] for i in indices) - requirement))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +85,12 @@ class SolverSettings:
     workers: int = 2
     full_solvers: tuple[str, ...] = ("max_lp", "core", "quick_restart")
     log: bool = False
+    seed: int | None = None
+    """CP-SAT's ``random_seed`` (None: its default); results on a time limit depend on it."""
+    greedy_hint: bool = True
+    """Start from :func:`~scheduling.rostering.greedy.greedy_roster` unless a hint was
+    given: without it the first incumbents leave most of the cover unmet and a month's
+    result hinges on whether the local search reaches full cover before the limit."""
 
 
 class _Recorder(cp_model.CpSolverSolutionCallback):
@@ -120,8 +151,13 @@ class RosterModel:
         self._objective: list[tuple[cp_model.IntVar, int]] = []
         self._constant = 0
         self._mine: list[list[tuple[int, str, cp_model.IntVar]]] = [[] for _ in problem.staff]
+        self._derived: list[tuple[cp_model.IntVar, Derivation]] = []
+        """Every auxiliary variable in creation order, so a hint can give them all a value."""
         self._solver: cp_model.CpSolver | None = None
         self._stopped = threading.Event()
+        self._hinted = False
+        self.extra_rules: Admissible | None = None
+        """Hard rules added to :attr:`model` beyond the problem's, for the greedy hint."""
         self._lock = threading.Lock()
         self._build()
 
@@ -186,6 +222,7 @@ class RosterModel:
             else:
                 work = self.model.new_bool_var(f"w[{si},{day}]")
                 self.model.add(sum(shifts) == work)
+                self._derived.append((work, _total(shifts)))
                 works.append(work)
         return works
 
@@ -276,6 +313,7 @@ class RosterModel:
                 flags.append(days[0])
                 continue
             flag = self.model.new_bool_var(f"weekend[{staff.id},{week}]")
+            self._derived.append((flag, _most(days)))
             for work in days:
                 self.model.add_implication(work, flag)
             # the same, linear, so the LP sees it: presolve keeps implications out of the LP
@@ -303,6 +341,10 @@ class RosterModel:
             )
             self.model.add(staffed + under - over == c.requirement)
             self.model.add_max_equality(over, [staffed - c.requirement, 0])
+            self._derived += [
+                (under, _excess(people, c.requirement, -1)),
+                (over, _excess(people, c.requirement, 1)),
+            ]
             self._objective += [(under, c.under_weight), (over, c.over_weight)]
 
     def _requests(self) -> None:
@@ -327,22 +369,32 @@ class RosterModel:
             counts = []
             for si in members:
                 count = self.model.new_int_var(0, self.problem.days, f"fair[{k},{si}]")
-                self.model.add(count == sum(v for _, t, v in self._mine[si] if t in goal.shifts))
+                mine = [v for _, t, v in self._mine[si] if t in goal.shifts]
+                self.model.add(count == sum(mine))
+                self._derived.append((count, _total(mine)))
                 counts.append(count)
             high = self.model.new_int_var(0, self.problem.days, f"fair_high[{k}]")
             low = self.model.new_int_var(0, self.problem.days, f"fair_low[{k}]")
             self.model.add_max_equality(high, counts)
             self.model.add_min_equality(low, counts)
+            self._derived += [(high, _most(counts)), (low, _least(counts))]
             self._objective += [(high, goal.weight), (low, -goal.weight)]
 
     # --- solving ----------------------------------------------------------------------------
 
     def hint(self, roster: Sequence[Assignment]) -> None:
-        """Start the search from ``roster`` (need not be feasible)."""
+        """Start the search from ``roster`` (need not be feasible), replacing any earlier
+        hint. Every auxiliary variable is hinted too: CP-SAT takes a complete, feasible hint
+        as its first incumbent at once, while a partial one only guides its branching."""
         index = {staff.id: si for si, staff in enumerate(self.problem.staff)}
         given = {(index.get(s, -1), d, t) for s, d, t in roster}
-        for key, var in self.x.items():
-            self.model.add_hint(var, key in given)
+        values = {var.index: int(key in given) for key, var in self.x.items()}
+        for var, derive in self._derived:
+            values[var.index] = derive(values)
+        self.model.clear_hints()
+        self._hinted = True
+        for var in [*self.x.values(), *(var for var, _ in self._derived)]:
+            self.model.add_hint(var, values[var.index])
 
     def stop(self) -> None:
         """Stop a running solve (thread-safe); it returns the best roster so far."""
@@ -357,19 +409,23 @@ class RosterModel:
         settings: SolverSettings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> SolveResult:
-        """Solve for at most ``time_limit`` seconds of wall time."""
+        """Solve for at most ``time_limit`` seconds of wall time, the greedy hint included."""
         settings = settings or SolverSettings()
+        began = time.perf_counter()
+        if settings.greedy_hint and not self._hinted:
+            self.hint(greedy_roster(self.problem, self.extra_rules).roster)
         solver = cp_model.CpSolver()
         params = solver.parameters
-        params.max_time_in_seconds = time_limit
+        params.max_time_in_seconds = max(0.0, time_limit - (time.perf_counter() - began))
         params.num_workers = settings.workers
         if settings.workers <= len(settings.full_solvers) + 1:
             params.subsolvers.extend(settings.full_solvers[: max(1, settings.workers - 1)])
         params.log_search_progress = settings.log
+        if settings.seed is not None:
+            params.random_seed = settings.seed
         # Ctrl-C belongs to Python (the CLI stops the search itself); CP-SAT's own
         # handler would abort the process when the signal reaches Python's main thread.
         params.catch_sigint_signal = False
-        began = time.perf_counter()
         recorder = _Recorder(began, on_progress)
         solver.best_bound_callback = recorder.on_bound
         with self._lock:

@@ -1,5 +1,5 @@
 """The CP-SAT model: tiny problems whose optimum is known by hand (one rule each), agreement
-with the independent evaluator, Instance1's proven optimum, and stopping a solve."""
+with the independent evaluator, Instance1's proven optimum, stopping a solve, and hints."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from scheduling.rostering.curtois import read_curtois
 from scheduling.rostering.evaluator import evaluate
-from scheduling.rostering.model import Progress, RosterModel, solve
+from scheduling.rostering.greedy import greedy_roster
+from scheduling.rostering.model import Progress, RosterModel, SolverSettings, solve
 from scheduling.rostering.problem import (
     Cover,
     Fairness,
@@ -209,3 +210,50 @@ def test_hint_of_a_known_roster_is_accepted() -> None:
     model.hint(first.roster)
     again = model.solve(60)
     assert again.objective == 607
+
+
+def _first_objective(model: RosterModel, settings: SolverSettings | None = None) -> float:
+    seen: list[float] = []
+
+    def on_progress(progress: Progress) -> None:
+        if progress.objective is not None:
+            seen.append(progress.objective)
+
+    model.solve(20, settings, on_progress)
+    return seen[0]
+
+
+def test_a_complete_feasible_hint_is_the_first_incumbent() -> None:
+    """hint() values every auxiliary variable too (cover slacks, fairness extremes), so
+    CP-SAT starts from the roster itself: B on all four days, 4 x 3 in fairness."""
+    problem, optimum = TINY["fairness"]
+    model = RosterModel(problem)
+    model.hint([("B", day, "D") for day in range(4)])
+    assert _first_objective(model) == 12
+    assert model.solve(20).objective == optimum
+
+
+def test_a_later_hint_replaces_the_earlier_one() -> None:
+    problem, _ = TINY["fairness"]
+    model = RosterModel(problem)
+    model.hint([("B", day, "D") for day in range(4)])
+    model.hint([("B", 0, "D"), ("B", 1, "D"), ("B", 2, "D"), ("A", 3, "D")])
+    assert _first_objective(model) == 6
+
+
+def test_the_greedy_roster_is_the_default_start() -> None:
+    """Without a hint the solve starts from the greedy roster, which here is feasible but
+    grants one off-request fewer than the optimum; ``greedy_hint=False`` does without."""
+    problem = Problem(
+        4,
+        (D,),
+        (Staff("A"), Staff("B")),
+        _every_day(4),
+        requests=(Request("A", 0, "D", 5, on=False), Request("B", 3, "D", 5, on=False)),
+        fairness=(Fairness(("A", "B"), frozenset({"D"}), 3),),
+    )
+    greedy = evaluate(problem, greedy_roster(problem).roster)
+    assert greedy.feasible and greedy.objective == 5
+    assert _first_objective(RosterModel(problem)) == 5
+    assert RosterModel(problem).solve(20).objective == 0
+    assert RosterModel(problem).solve(20, SolverSettings(greedy_hint=False)).objective == 0
