@@ -7,6 +7,7 @@ through the database, so any API process answers for any job.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,8 +31,8 @@ _RUNNER_LOCK = threading.Lock()
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     runner: RosterJobRunner | None = getattr(app.state, "roster_job_runner", None)
-    if runner is not None:
-        runner.close()
+    if runner is not None:  # stopping keeps each job's best roster: it may take a while
+        await asyncio.to_thread(runner.close)
 
 
 router = APIRouter(prefix="/api", tags=["scheduling"], lifespan=_lifespan)

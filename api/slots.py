@@ -12,6 +12,7 @@ read from the database.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from hub.settings import Settings
 from hub.slot_candidates import past_practitioners
 from hub.visit_history import attendance_for
 from scheduling.ranking import (
+    Attendance,
     Preferences,
     RankedSlot,
     Ranking,
@@ -35,6 +37,7 @@ from scheduling.ranking import (
     rank,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/slots", tags=["slots"])
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_HORIZON = timedelta(days=60)
@@ -136,20 +139,32 @@ def ranked_for(
         raise HTTPException(422, "rank over at most a year at a time")
     found = candidates(session, start, end, now)
     past = past_practitioners(session, patient_id, now) if patient_id else {}
-    learned = settings.ranking_attendance_model and patient_id is not None
     wanted = replace(
         to_preferences(prefs, past),
         not_before=found.not_before,
         not_after=found.not_after,
-        attendance=(
-            attendance_for(session, patient_id, now, settings.default_timezone) if learned else None
-        ),
+        attendance=_attendance(session, patient_id, now, settings),
     )
     try:
         ranking = rank(found.table, wanted, now, k)
     except RankingError as exc:
         raise HTTPException(422, str(exc)) from None
     return replace(ranking, considered=found.considered), found.truncated
+
+
+def _attendance(
+    session: Session, patient_id: str | None, now: datetime, settings: Settings
+) -> Attendance | None:
+    """The learned no-show risk when it is on and can be had; ranking goes on without it
+    (preferences only) when the model cannot be read or trained."""
+    if not settings.ranking_attendance_model or patient_id is None:
+        return None
+    try:
+        return attendance_for(session, patient_id, now, settings.default_timezone)
+    except Exception as exc:  # the model is an adjustment, never a reason to fail a search
+        log.warning("ranking without the no-show model: %s", exc)
+        session.rollback()
+        return None
 
 
 def slot_json(pick: RankedSlot) -> dict[str, Any]:

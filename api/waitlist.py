@@ -203,6 +203,6 @@ async def leave(entry_id: int, runtime: RuntimeDep, who: BookingPrincipal) -> di
     next_offers = await asyncio.to_thread(
         waitlist.leave, runtime.engine, runtime.settings, entry_id
     )
-    row = waitlist.get_entry(runtime.engine, entry_id)
+    row = await asyncio.to_thread(waitlist.get_entry, runtime.engine, entry_id)
     assert row is not None
     return {**entry_json(row), "next_offers": next_offers}

@@ -155,6 +155,9 @@ class CandidateCache:
             return None
         window = self._current(session, key)
         if window is None:
+            # Waiting holds no transaction: on SQLite an open one holds the write lock the
+            # refreshing request may need, and on PostgreSQL a pooled connection.
+            session.rollback()
             with self._building:  # one refresh at a time; the others then reuse it
                 window = self._renewed(session, key)
         if end > window.covered_until:

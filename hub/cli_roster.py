@@ -309,10 +309,10 @@ def generate(
             raise typer.Exit(code=2) from exc
         typer.echo(f"generating      roster {roster} as job {job['id']}, at most {time_limit:g} s")
         _follow(runner, job["id"], _ProgressBar(progress, time_limit))
+        final = get_job(engine, job["id"])
     finally:
         runner.close()
-    final = get_job(engine, job["id"])
-    engine.dispose()
+        engine.dispose()
     _print_report(final)
     if final["state"] == "failed":
         raise typer.Exit(code=1)

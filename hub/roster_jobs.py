@@ -98,12 +98,12 @@ class JobRun:
             and report.status != "OPTIMAL"
             and (began is None or stop_at - began < report.solve_seconds + 0.05)
         )
+        if report.status == "INFEASIBLE":
+            return "failed", "no roster satisfies the rules, locks and blackouts (INFEASIBLE)"
         if cut:
             return "stopped", None
         if report.status in ("OPTIMAL", "FEASIBLE"):
             return "succeeded", None
-        if report.status == "INFEASIBLE":
-            return "failed", "no roster satisfies the rules, locks and blackouts (INFEASIBLE)"
         if report.status == "UNKNOWN":
             return (
                 "failed",

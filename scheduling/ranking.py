@@ -8,9 +8,10 @@ components. The picks are kept apart (no two with the same practitioner within
 three choices, not one slot thrice. Each pick says which preferences it meets and which it
 trades off, as codes for programs and text for people.
 
-Optionally (``Preferences.attendance``, off by default) a learned no-show risk per slot adds
-an ``attendance`` component; scheduling.attendance builds it from booking history. Without
-it the ranking is exactly the preference-only one.
+Optionally (``Preferences.attendance``: None unless the caller gives it; the API's setting
+turns it on) a learned no-show risk per slot adds an ``attendance`` component;
+scheduling.attendance builds it from booking history. Without it the ranking is exactly the
+preference-only one.
 
 The candidates are held column-wise (:class:`SlotTable`) so a query over 50,000 slots is a
 handful of NumPy operations: a loop in Python over 50,000 objects costs more than the

@@ -370,8 +370,8 @@ def _is_stale(row: Any, now: datetime) -> bool:
 
 
 def get_job(engine: Engine, job_id: int) -> dict[str, Any]:
-    """The job; one whose process died is failed first. A plain read otherwise: polling
-    clients never take SQLite's write lock."""
+    """The job; one whose process died is failed first, otherwise a plain read (one short
+    transaction per poll)."""
     with engine.connect() as conn:
         row = get_row(conn, jobs, job_id, "generation job")
     if _is_stale(row, utcnow()):
