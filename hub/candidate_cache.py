@@ -35,8 +35,9 @@ highest id when it was read; a claim id SQLite reused; a claim deleted below the
 nothing else changed; a write that skipped the event log). 30 s is acceptable because a slot
 shown free too long cannot be double-booked: booking goes through the unique slot claim and
 the source, and answers 409 (the booking screen then ranks again); a new slot shown 30 s
-late costs nothing. It is long enough that the rebuild (one request in a few hundred at 10
-requests a second) stays out of the p99.
+late costs nothing. The price of the full read (2-4 s for 50,000 slots here) is paid once
+per 30 s by every request that arrives while it runs (they wait for it rather than read the
+window themselves); serving the old window meanwhile would hide that and is not done yet.
 
 Windows holding more than ``MAX_CANDIDATES`` free slots answer only requests that end before
 the first slot they had to leave out (a patch adds no slot from there on); others read the
