@@ -21,7 +21,7 @@ from api.deps import BookingPrincipal, Principal, RuntimeDep
 from api.slots import PreferencesIn
 from hub import waitlist
 from hub.booking import BookingError
-from hub.message_store import as_utc
+from hub.message_store import utc_text
 from hub.runtime import HubRuntime
 
 router = APIRouter(prefix="/api/waitlist", tags=["waitlist"])
@@ -36,7 +36,7 @@ class JoinIn(BaseModel):
 
 
 def _iso(value: datetime | None) -> str | None:
-    return as_utc(value).isoformat().replace("+00:00", "Z") if value is not None else None
+    return utc_text(value) if value is not None else None
 
 
 def entry_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -367,7 +367,7 @@ class AppointmentService:
                 "attempts": r.attempts,
                 "last_error": r.last_error,
                 "reason": r.reason,
-                "next_attempt_at": r.next_attempt_at and _instant(r.next_attempt_at),
+                "next_attempt_at": r.next_attempt_at and message_store.utc_text(r.next_attempt_at),
             }
             for r in rows
         ]
@@ -551,7 +551,3 @@ class AppointmentService:
                 )
             ).first()
         return touched is not None
-
-
-def _instant(value: datetime) -> str:
-    return message_store.as_utc(value).isoformat().replace("+00:00", "Z")

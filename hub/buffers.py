@@ -65,9 +65,10 @@ class BufferConflict:
             if self.minutes
             else "visits must not overlap"
         )
+        start, end = message_store.utc_text(self.start), message_store.utc_text(self.end)
         return (
             f"refused by the {self.rule} rule: {self.subject} already has {what} at "
-            f"{_instant(self.start)} to {_instant(self.end)}, and {rule}"
+            f"{start} to {end}, and {rule}"
         )
 
     def detail(self) -> dict[str, Any]:
@@ -78,8 +79,8 @@ class BufferConflict:
             "subject": self.subject,
             "conflict": {
                 "appointment_id": self.appointment_id,
-                "start": _instant(self.start),
-                "end": _instant(self.end),
+                "start": message_store.utc_text(self.start),
+                "end": message_store.utc_text(self.end),
             },
         }
 
@@ -202,10 +203,6 @@ def _claim_holds(conn: Connection, claim: Any, replaces: str | None) -> bool:
 
 def _lock_key(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), signed=True)
-
-
-def _instant(value: datetime) -> str:
-    return message_store.as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def parse_instant(value: Any) -> datetime | None:

@@ -34,6 +34,11 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def utc_text(value: datetime) -> str:
+    """An instant as the API and FHIR write it: ISO 8601 in UTC with ``Z``."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
 def dedupe_key(channel: str, sender: str, control_id: str, body_sha256: str) -> str:
     """Same channel, sender, control id and bytes: a resend, not a new message."""
     material = "\x1f".join((channel, sender, control_id, body_sha256)).encode()

@@ -34,7 +34,7 @@ from canonical.search import search
 from canonical.tables import resources
 from hub.booking import ENDED, STALE_PENDING, BookingError, BookingOrder, BookingService
 from hub.db import write_turn
-from hub.message_store import as_utc, utcnow
+from hub.message_store import as_utc, utc_text, utcnow
 from hub.notifications.dispatcher import lock_cursor
 from hub.notifications.outbox import Channels, store
 from hub.notifications.routing import Message
@@ -324,14 +324,10 @@ def _message(
         data={
             "offer_id": offer_id,
             "slot_id": candidate.slot_id,
-            "start": _iso(candidate.start),
-            "expires_at": _iso(expires),
+            "start": utc_text(candidate.start),
+            "expires_at": utc_text(expires),
         },
     )
-
-
-def _iso(value: datetime) -> str:
-    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 # -- answers ------------------------------------------------------------------------------
